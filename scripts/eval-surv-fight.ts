@@ -1,0 +1,163 @@
+/**
+ * Evidence for the temporal head's defaults, on real CCTV clips:
+ *   npm run eval:surv-fight -- [--data DIR] [--cache-dir DIR] [--out FILE.md] [--only NAME,...|--all] [--seeds 1,2]
+ *   npm run eval:surv-fight -- --from-json FILE.json --out FILE.md   (re-render a previous run's table)
+ *
+ * Runs the 5 group-disjoint folds of `../shared/datasets/surv_fight/groups.csv` (column `fold`;
+ * clips of one source video never straddle folds) for each head configuration × feature kind ×
+ * temporal-difference option below. In each fold the head trains on the other four folds, minus a
+ * group-aware validation share (column `source_group`) for early stopping, and is tested on the
+ * fold. Prints a markdown table of mean ± sd (over folds, and over seeds when several) of top-1
+ * and mean class accuracy, the default configuration first, and writes it (and JSON) to --out.
+ *
+ * Features come from the feature store (default `.cache/test-features`, shared with the
+ * surv_fight test): the first run extracts 300 clips × 16 frames per feature kind (~1–2 min each
+ * with the onnx engine), later runs only train heads.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig, PROJECT_ROOT } from '../src/config/index.js';
+import { getLogger } from '../src/config/log.js';
+import { readManifest } from '../src/features/inputs.js';
+import { createExtractor, runtimeFromConfig } from '../src/jobs/runtime.js';
+import { collectFeatures, runCrossValidation, type CrossValidationResult, type LabelledFeatures } from '../src/jobs/train.js';
+import type { FeatureKind } from '../src/ml/backbone.js';
+import { parseHeadOptions, type HeadOptions } from '../src/ml/head.js';
+import { DEFAULT_TRAIN_FEATURE } from '../src/jobs/train.js';
+
+const { values } = parseArgs({
+  options: {
+    data: { type: 'string', default: join(PROJECT_ROOT, '..', 'shared', 'datasets', 'surv_fight') },
+    'cache-dir': { type: 'string', default: join(PROJECT_ROOT, '.cache', 'test-features') },
+    out: { type: 'string', default: join(PROJECT_ROOT, 'bench-results', 'eval-surv-fight.md') },
+    only: { type: 'string' },
+    seeds: { type: 'string', default: '1' },
+    all: { type: 'boolean', default: false },
+    'from-json': { type: 'string' },
+  },
+});
+
+interface Config {
+  name: string;
+  feature: FeatureKind;
+  head: Partial<HeadOptions>;
+}
+
+const HEADS: Array<{ name: string; head: Partial<HeadOptions>; diffs: Array<HeadOptions['temporalDiff']>; features?: FeatureKind[] }> = [
+  { name: 'mean', head: { cell: 'mean' }, diffs: ['none'] },
+  { name: 'lstm', head: { cell: 'lstm', bidirectional: false, pooling: 'last' }, diffs: ['none', 'append', 'only'] },
+  { name: 'gru', head: { cell: 'gru', bidirectional: false, pooling: 'last' }, diffs: ['none', 'only'] },
+  { name: 'bilstm', head: { cell: 'lstm', bidirectional: true, pooling: 'last' }, diffs: ['none', 'only'] },
+  { name: 'attention', head: { cell: 'lstm', bidirectional: false, pooling: 'attention' }, diffs: ['none', 'only'] },
+];
+
+const configs: Config[] = [];
+for (const feature of ['pooled', 'grid'] as const) {
+  for (const h of HEADS) {
+    if (h.features && !h.features.includes(feature)) continue;
+    for (const diff of h.diffs) configs.push({ name: `${h.name}${diff === 'none' ? '' : `+diff-${diff}`} ${feature}`, feature, head: { ...h.head, temporalDiff: diff } });
+  }
+}
+
+/** The configuration `framewise train` uses with no options. */
+const defaults = parseHeadOptions({});
+const isDefault = (c: Config): boolean => c.feature === DEFAULT_TRAIN_FEATURE && JSON.stringify(parseHeadOptions(c.head)) === JSON.stringify(defaults);
+
+/** The default set (about 15 minutes on 2 idle cores); `--all` runs every combination above, `--only` picks by name. */
+const STANDARD = [
+  'mean pooled', 'lstm pooled', 'lstm+diff-only pooled', 'attention pooled',
+  'mean grid', 'lstm grid', 'lstm+diff-append grid', 'lstm+diff-only grid', 'gru+diff-only grid', 'bilstm+diff-only grid', 'attention grid', 'attention+diff-only grid',
+];
+const only = values.only?.split(',').map((s) => s.trim());
+const selected = configs.filter((c) => (only ? only.some((o) => c.name === o || c.name.startsWith(`${o} `)) : values.all || STANDARD.includes(c.name)));
+const seeds = (values.seeds as string).split(',').map(Number);
+
+interface Row {
+  config: Config;
+  default: boolean;
+  top1: { mean: number; sd: number };
+  mca: { mean: number; sd: number };
+  /** Mean top-1 over the folds, per seed. */
+  seedTop1: number[];
+  folds: CrossValidationResult['folds'][];
+  seconds: number;
+}
+
+const stats = (xs: number[]): { mean: number; sd: number } => {
+  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return { mean: m, sd: xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1)) : 0 };
+};
+
+const rows: Row[] = [];
+let n = 300;
+let seedList = seeds;
+if (values['from-json']) {
+  // re-render a previous run's table (the default is marked by the current defaults)
+  const saved = JSON.parse(await readFile(resolve(values['from-json']), 'utf8')) as Array<{ name: string; feature: FeatureKind; head: HeadOptions; top1: Row['top1']; meanClassAccuracy: Row['mca']; seconds: number; folds: CrossValidationResult['folds'][] }>;
+  for (const r of saved) {
+    const c: Config = { name: r.name, feature: r.feature, head: r.head };
+    rows.push({ config: c, default: isDefault(c), top1: r.top1, mca: r.meanClassAccuracy, seedTop1: r.folds.map((f) => f.reduce((a, x) => a + x.top1, 0) / f.length), folds: r.folds, seconds: r.seconds });
+  }
+  seedList = Array.from({ length: saved[0]?.folds.length ?? 1 }, (_, i) => i + 1);
+} else {
+  const data = resolve(values.data as string);
+  if (!existsSync(join(data, 'groups.csv'))) {
+    process.stderr.write(`eval-surv-fight: ${join(data, 'groups.csv')} not found\n`);
+    process.exit(2);
+  }
+  getLogger('warn');
+  const config = loadConfig();
+  const manifest = await readManifest(join(data, 'groups.csv'), { requireLabel: true });
+  n = manifest.items.length;
+  const features = new Map<FeatureKind, { data: LabelledFeatures; extractor: Awaited<ReturnType<typeof createExtractor>> }>();
+  for (const kind of [...new Set(selected.map((c) => c.feature))]) {
+    const t0 = Date.now();
+    const rt = runtimeFromConfig(config, { cacheDir: resolve(values['cache-dir'] as string), featureKind: kind });
+    const extractor = await createExtractor(rt, { kind: 'uniform', frames: 16 }, { size: 224, crop: 'center' });
+    const feats = await collectFeatures(manifest.items, extractor);
+    await extractor.dispose();
+    if (feats.failed.length > 0) process.stderr.write(`${kind}: ${feats.failed.length} clips failed: ${feats.failed.map((f) => f.source).join(', ')}\n`);
+    process.stderr.write(`${kind}: ${feats.examples.length} clips (${extractor.stats.cached} from the store, ${extractor.stats.embedded} embedded) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    features.set(kind, { data: feats, extractor });
+  }
+  for (const c of selected) {
+    const f = features.get(c.feature);
+    if (!f) continue;
+    const t0 = Date.now();
+    const perSeed: CrossValidationResult[] = [];
+    for (const seed of seeds) {
+      perSeed.push(await runCrossValidation({ extractor: f.extractor, data: f.data, folds: { kind: 'column', column: 'fold' }, groupColumn: 'source_group', head: c.head, training: { seed } }));
+    }
+    // sd over every (seed, fold) result: the spread a user sees from one run on one fold
+    const top1 = stats(perSeed.flatMap((r) => r.folds.map((x) => x.top1)));
+    const mca = stats(perSeed.flatMap((r) => r.folds.map((x) => x.meanClassAccuracy)));
+    const row: Row = { config: c, default: isDefault(c), top1, mca, seedTop1: perSeed.map((r) => r.mean.top1), folds: perSeed.map((p) => p.folds), seconds: (Date.now() - t0) / 1000 };
+    rows.push(row);
+    process.stderr.write(`${c.name.padEnd(34)} top-1 ${(top1.mean * 100).toFixed(1)} ± ${(top1.sd * 100).toFixed(1)}  mean class ${(mca.mean * 100).toFixed(1)} ± ${(mca.sd * 100).toFixed(1)}  (${row.seconds.toFixed(0)} s)\n`);
+  }
+}
+
+const pct = (x: { mean: number; sd: number }): string => `${(x.mean * 100).toFixed(1)} ± ${(x.sd * 100).toFixed(1)}`;
+const describe = (c: Config): string => {
+  const h = parseHeadOptions(c.head);
+  if (h.cell === 'mean') return `mean-pool → softmax${h.temporalDiff !== 'none' ? ` (diff ${h.temporalDiff})` : ''}`;
+  return `proj ${h.projection} → ${h.bidirectional ? 'bi' : ''}${h.cell.toUpperCase()} ${h.units}${h.pooling === 'attention' ? ' → attention' : ''}, dropout ${h.dropout}${h.temporalDiff !== 'none' ? `, diff ${h.temporalDiff}` : ''}`;
+};
+const several = seedList.length > 1;
+const sorted = [...rows.filter((r) => r.default), ...rows.filter((r) => !r.default).sort((a, b) => b.top1.mean - a.top1.mean)];
+const lines = [
+  `surv_fight, 5 group-disjoint folds (n=${n}, fight/noFight; chance 50 %), seed${several ? 's' : ''} ${seedList.join(',')}; mean ± sd over ${seedList.length * 5} fold results`,
+  '',
+  `| configuration | features | head | top-1 % | mean class acc. % |${several ? ' top-1 per seed |' : ''}`,
+  `|---|---|---|---|---|${several ? '---|' : ''}`,
+  ...sorted.map((r) => `| ${r.default ? '**default** ' : ''}${r.config.name.split(' ')[0]} | ${r.config.feature} | ${describe(r.config)} | ${pct(r.top1)} | ${pct(r.mca)} |${several ? ` ${r.seedTop1.map((x) => (x * 100).toFixed(1)).join(' / ')} |` : ''}`),
+];
+const table = `${lines.join('\n')}\n`;
+process.stdout.write(`\n${table}`);
+const out = resolve(values.out as string);
+await mkdir(dirname(out), { recursive: true });
+await writeFile(out, table);
+if (!values['from-json']) await writeFile(out.replace(/\.md$/, '.json'), `${JSON.stringify(rows.map((r) => ({ name: r.config.name, feature: r.config.feature, head: parseHeadOptions(r.config.head), default: r.default, top1: r.top1, meanClassAccuracy: r.mca, seconds: r.seconds, folds: r.folds })), null, 2)}\n`);
+process.stderr.write(`wrote ${out}\n`);

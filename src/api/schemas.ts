@@ -1,0 +1,57 @@
+/** JSON schemas of the API's requests (validated by fastify, published in /openapi.json). */
+
+const webhook = { type: 'string', format: 'uri', description: 'http(s) URL called (POST, JSON) when the job or batch finishes; retried with backoff' } as const;
+const topK = { type: 'integer', minimum: 1, maximum: 100, description: 'how many classes each result lists (default FRAMEWISE_TOP_K)' } as const;
+
+export const CLIP_JSON_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    path: { type: 'string', minLength: 1, description: 'a video file on the server, within FRAMEWISE_PATH_ROOTS' },
+    url: { type: 'string', format: 'uri', description: 'an http(s) URL to download (only when FRAMEWISE_ALLOW_URL_INPUT is true)' },
+    webhook,
+    topK,
+  },
+} as const;
+
+export const BATCH_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    path: { type: 'string', minLength: 1, description: 'a folder (its videos, recursively), a video or a .csv manifest, within FRAMEWISE_PATH_ROOTS' },
+    glob: { type: 'string', minLength: 1, description: 'an absolute glob, e.g. /archive/2024/**/*.mp4 (its folder within the roots)' },
+    manifest: { type: 'string', minLength: 1, description: 'a CSV with a `path` column (relative to the CSV)' },
+    mode: { type: 'string', enum: ['missing', 'all'], default: 'all', description: '`missing` skips files already labelled by the current model version' },
+    webhook,
+    topK,
+  },
+} as const;
+
+export const ID_PARAMS = { type: 'object', required: ['id'], properties: { id: { type: 'string' } } } as const;
+
+export const RESULTS_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { format: { type: 'string', enum: ['jsonl', 'csv'], default: 'jsonl' } },
+} as const;
+
+export const UPLOAD_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { webhook, topK },
+} as const;
+
+export const ERROR_BODY = {
+  type: 'object',
+  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+} as const;
+
+export const SUBMITTED_BODY = {
+  type: 'object',
+  properties: {
+    jobId: { type: 'string' },
+    created: { type: 'boolean', description: 'false when the same bytes had been submitted before (same model): the same job' },
+    state: { type: 'string' },
+    result: { type: 'object', additionalProperties: true, description: 'present when the job had already completed' },
+  },
+} as const;

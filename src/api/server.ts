@@ -1,0 +1,246 @@
+/**
+ * The HTTP API of queue mode (fastify): clips and batches in, job status, SSE progress and
+ * results out; OpenAPI at /openapi.json (UI at /docs), Bull Board at /admin/queues, Prometheus
+ * at /metrics, health at /healthz and /readyz. Errors: `{error: {code, message}}` with the HTTP
+ * status of the code. Keys: FRAMEWISE_API_KEYS (bearer) protects everything but the health probes.
+ */
+import { basename, join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import fastifyMultipart from '@fastify/multipart';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Config } from '../config/index.js';
+import { getLogger } from '../config/log.js';
+import { FramewiseError } from '../errors/index.js';
+import { probe } from '../media/ffmpeg.js';
+import { TemporalHead } from '../ml/head.js';
+import { batchResults, batchStatus, cancelBatch, createBatch, pauseBatch, resultsToCsv, resultsToJsonl, resumeBatch, type BatchMode } from '../jobs/queue/batches.js';
+import { cancelClip, clipStatus, submitClip } from '../jobs/queue/clips.js';
+import { readModelInfo } from '../jobs/queue/model-info.js';
+import { ALL_QUEUES } from '../jobs/queue/names.js';
+import { openQueueRuntime, withQueue, type QueueRuntime } from '../jobs/queue/runtime.js';
+import { runtimeFromConfig } from '../jobs/runtime.js';
+import { createAuthHook } from './auth.js';
+import { webPlugin } from './web.js';
+import { apiErrorHandler } from './errors.js';
+import { createMetrics } from './metrics.js';
+import { createPathGuard } from './path-guard.js';
+import { BATCH_BODY, CLIP_JSON_BODY, ERROR_BODY, ID_PARAMS, RESULTS_QUERY, SUBMITTED_BODY, UPLOAD_QUERY } from './schemas.js';
+import { streamJobEvents } from './sse.js';
+import { downloadUrl, storeStream, type StoredUpload } from './uploads.js';
+
+export interface ApiOptions {
+  /** Use this runtime (not closed with the server) instead of opening one. */
+  runtime?: QueueRuntime;
+  /** Log requests with the process logger (pino, JSON lines on stderr) at this level. @defaultValue no request logs */
+  logLevel?: string;
+  /** SSE polling interval. @defaultValue 200 */
+  ssePollMs?: number;
+}
+
+interface ClipBody {
+  path?: string;
+  url?: string;
+  webhook?: string;
+  topK?: number;
+}
+
+interface BatchBody {
+  path?: string;
+  glob?: string;
+  manifest?: string;
+  mode?: BatchMode;
+  webhook?: string;
+  topK?: number;
+}
+
+const VERSION = '0.1.0';
+
+function checkWebhook(url: string | undefined): void {
+  if (url === undefined) return;
+  const ok = /^https?:\/\//i.test(url);
+  if (!ok) throw new FramewiseError('FW_ERR_REQUEST_INVALID', `webhook must be an http(s) URL, got ${url}`);
+}
+
+export async function buildServer(config: Config, opts: ApiOptions = {}): Promise<FastifyInstance> {
+  const q = config.queue;
+  const rt = opts.runtime ?? openQueueRuntime(config, 'producer');
+  const ownsRuntime = opts.runtime === undefined;
+  const guard = createPathGuard(q.pathRoots);
+  const tools = runtimeFromConfig(config).tools;
+  const uploadsDir = join(q.dataDir, 'uploads');
+  const metrics = createMetrics(rt);
+
+  const loggerInstance: FastifyBaseLogger | undefined = opts.logLevel ? getLogger(opts.logLevel).child({ component: 'api' }) : undefined;
+  const app: FastifyInstance = Fastify({ ...(loggerInstance ? { loggerInstance } : { logger: false }), bodyLimit: 1 << 20, ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } } });
+  app.setErrorHandler(apiErrorHandler);
+  app.addHook('onRequest', createAuthHook(q.apiKeys));
+  app.addHook('onClose', async () => {
+    await metrics.close();
+    if (ownsRuntime) await rt.close();
+  });
+
+  await app.register(fastifyMultipart, { limits: { fileSize: q.maxUploadBytes, files: 1, fields: 8 }, throwFileSizeLimit: true });
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'framewise', description: 'Action recognition in video: submit clips and batches, follow jobs, read results.', version: VERSION },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      ...(q.apiKeys.length > 0 ? { security: [{ bearer: [] }] } : {}),
+    },
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  /** Validate by probing, then queue; answers 202 (queued/running) or 200 with the stored result. */
+  const submit = async (reply: FastifyReply, file: StoredUpload | { path: string; contentHash?: undefined; fresh: false }, source: string, body: { webhook?: string | undefined; topK?: number | undefined }) => {
+    try {
+      await probe(file.path, tools);
+    } catch (err) {
+      if (file.fresh) await rm(file.path, { force: true });
+      throw err;
+    }
+    const out = await submitClip(rt, {
+      path: file.path,
+      source,
+      ...(file.contentHash ? { contentHash: file.contentHash } : {}),
+      priority: 'interactive',
+      ...(body.webhook ? { webhook: body.webhook } : {}),
+      ...(body.topK ? { topK: body.topK } : {}),
+    });
+    const status = await clipStatus(rt, out.jobId);
+    void reply.header('location', `/v1/jobs/${out.jobId}`);
+    if (status.state === 'completed') return reply.status(200).send({ jobId: out.jobId, created: out.created, state: status.state, result: status.result });
+    return reply.status(202).send({ jobId: out.jobId, created: out.created, state: status.state });
+  };
+
+  app.post<{ Body: ClipBody; Querystring: { webhook?: string; topK?: number } }>(
+    '/v1/clips',
+    {
+      schema: {
+        summary: 'Submit a clip: a multipart upload (field `file`; `webhook`/`topK` as query parameters), or JSON {path} / {url}',
+        tags: ['clips'],
+        consumes: ['multipart/form-data', 'application/json'],
+        querystring: UPLOAD_QUERY,
+        body: { content: { 'application/json': { schema: CLIP_JSON_BODY } } },
+        response: { 200: SUBMITTED_BODY, 202: SUBMITTED_BODY, '4xx': ERROR_BODY, '5xx': ERROR_BODY },
+      },
+    },
+    async (req, reply) => {
+      if (req.isMultipart()) {
+        const part = await req.file();
+        if (!part) throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'the multipart request has no file part');
+        checkWebhook(req.query.webhook);
+        const stored = await storeStream(part.file, uploadsDir, q.maxUploadBytes, part.filename);
+        const name = basename(part.filename || '') || `upload-${stored.contentHash.slice(0, 12)}`;
+        return submit(reply, stored, name, req.query);
+      }
+      const body = req.body ?? {};
+      checkWebhook(body.webhook);
+      if ((body.path === undefined) === (body.url === undefined)) throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'send a multipart upload, or JSON with exactly one of `path` or `url`');
+      if (body.path !== undefined) {
+        const real = await guard(body.path);
+        return submit(reply, { path: real, fresh: false }, body.path, body);
+      }
+      if (!q.allowUrlInput) throw new FramewiseError('FW_ERR_URL_FORBIDDEN', 'URL input is disabled (set FRAMEWISE_ALLOW_URL_INPUT=true)');
+      const stored = await downloadUrl(body.url as string, uploadsDir, q.maxUploadBytes);
+      return submit(reply, stored, body.url as string, body);
+    },
+  );
+
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { summary: 'A job: state, per-stage progress, result or error', tags: ['jobs'], params: ID_PARAMS } }, async (req) => clipStatus(rt, req.params.id));
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id/events',
+    { schema: { summary: 'Server-sent events: `stage` and `state` while it runs, then `result`, `failed` or `cancelled`', tags: ['jobs'], params: ID_PARAMS } },
+    async (req, reply) => streamJobEvents(rt, req.params.id, req, reply, opts.ssePollMs !== undefined ? { pollMs: opts.ssePollMs } : {}),
+  );
+
+  app.delete<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { summary: 'Cancel a job (waiting stages are removed; a running stage fails at its next check)', tags: ['jobs'], params: ID_PARAMS } }, async (req) =>
+    cancelClip(rt, req.params.id),
+  );
+
+  app.post<{ Body: BatchBody }>(
+    '/v1/batches',
+    { schema: { summary: 'Label a folder, glob or manifest on the server (within FRAMEWISE_PATH_ROOTS): one job per file', tags: ['batches'], body: BATCH_BODY } },
+    async (req, reply) => {
+      const b = req.body;
+      checkWebhook(b.webhook);
+      const out = await createBatch(rt, { source: { path: b.path, glob: b.glob, manifest: b.manifest }, mode: b.mode ?? 'all', webhook: b.webhook, topK: b.topK, guard });
+      void reply.header('location', `/v1/batches/${out.batchId}`);
+      return reply.status(202).send(out);
+    },
+  );
+
+  app.get<{ Params: { id: string } }>('/v1/batches/:id', { schema: { summary: 'A batch: counts by state and progress', tags: ['batches'], params: ID_PARAMS } }, async (req) => batchStatus(rt, req.params.id));
+
+  app.get<{ Params: { id: string }; Querystring: { format?: 'jsonl' | 'csv' } }>(
+    '/v1/batches/:id/results',
+    { schema: { summary: 'Results of the finished files, in input order (JSON Lines or CSV, as `framewise label` writes them)', tags: ['batches'], params: ID_PARAMS, querystring: RESULTS_QUERY } },
+    async (req, reply) => {
+      const results = await batchResults(rt, req.params.id);
+      if (req.query.format === 'csv') return reply.type('text/csv; charset=utf-8').send(resultsToCsv(results));
+      return reply.type('application/x-ndjson; charset=utf-8').send(resultsToJsonl(results));
+    },
+  );
+
+  for (const [action, fn] of [
+    ['pause', pauseBatch],
+    ['resume', resumeBatch],
+    ['cancel', cancelBatch],
+  ] as const) {
+    app.post<{ Params: { id: string } }>(`/v1/batches/:id/${action}`, { schema: { summary: `${action[0]?.toUpperCase()}${action.slice(1)} a batch`, tags: ['batches'], params: ID_PARAMS } }, async (req) => fn(rt, req.params.id));
+  }
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/healthz', { schema: { summary: 'The process is up', tags: ['ops'] } }, async () => ({ ok: true }));
+
+  let modelCheck: Promise<{ id: string; version: string }> | undefined;
+  app.get('/readyz', { schema: { summary: 'Redis reachable and the model loadable', tags: ['ops'] } }, async (_req, reply) => {
+    const checks: Record<string, string> = {};
+    try {
+      await withQueue(() => rt.redis.ping());
+      checks.redis = 'ok';
+    } catch (err) {
+      checks.redis = err instanceof Error ? err.message : String(err);
+    }
+    try {
+      modelCheck ??= (async () => {
+        const info = await readModelInfo(config);
+        const head = await TemporalHead.load(info.dir, undefined, config.backend);
+        head.dispose();
+        return info.model;
+      })();
+      modelCheck.catch(() => (modelCheck = undefined));
+      const m = await modelCheck;
+      checks.model = `ok (${m.id} ${m.version})`;
+    } catch (err) {
+      checks.model = err instanceof Error ? err.message : String(err);
+    }
+    const ready = checks.redis === 'ok' && checks.model?.startsWith('ok') === true;
+    return reply.status(ready ? 200 : 503).send({ ready, checks });
+  });
+
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['ops'] } }, async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+
+  const board = new FastifyAdapter();
+  board.setBasePath('/admin/queues');
+  // @bull-board/fastify 9.10.1 pins its own @bull-board/api 9.10.1 (ours is 9.10.2): same shape, separate declarations
+  createBullBoard({ queues: ALL_QUEUES.map((name) => new BullMQAdapter(rt.queues[name])), serverAdapter: board as unknown as Parameters<typeof createBullBoard>[0]['serverAdapter'] });
+  await app.register(board.registerPlugin(), { prefix: '/admin/queues' });
+
+  // the web page (after the API routes: it adds GET /v1/jobs/:id/video only where the API has none)
+  await app.register(webPlugin, { runtime: rt, config });
+
+  return app;
+}
+
+/** Build and listen on FRAMEWISE_API_HOST:FRAMEWISE_API_PORT (or the given ones). */
+export async function startServer(config: Config, listen: { host?: string; port?: number } = {}, opts: ApiOptions = {}): Promise<{ app: FastifyInstance; url: string }> {
+  const app = await buildServer(config, opts);
+  const url = await app.listen({ host: listen.host ?? config.queue.apiHost, port: listen.port ?? config.queue.apiPort });
+  return { app, url };
+}

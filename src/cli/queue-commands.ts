@@ -1,0 +1,208 @@
+/**
+ * Queue-mode commands, registered on the main program:
+ *   framewise serve [--host --port]                 the HTTP API
+ *   framewise worker <all|decode|embed|classify|webhook|train[,...]>
+ *   framewise submit <files...> [--wait]            one job per file (prints job ids, or results)
+ *   framewise batch <dir|glob|manifest> [--mode missing|all] [--wait]
+ *   framewise status <job or batch id>
+ * They need Redis (REDIS_URL); `label` keeps working inline without it. Files given to `submit`
+ * and `batch` are read by the workers: they must see the same paths (one machine or a shared
+ * file system). Output: JSON on stdout, the same result lines as `label`.
+ */
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Argument, InvalidArgumentError, Option, type Command } from 'commander';
+import type { Config } from '../config/index.js';
+import { getLogger } from '../config/log.js';
+import { FramewiseError, toFramewiseError } from '../errors/index.js';
+import { expandInputs } from '../features/inputs.js';
+import { failure, type LabelResult } from '../jobs/label.js';
+import { BATCH_MODES, batchResults, batchStatus, createBatch, resultsToCsv, type BatchMode, type BatchSource } from '../jobs/queue/batches.js';
+import { clipStatus, submitClip, toResult, waitForClip } from '../jobs/queue/clips.js';
+import { isBatchId } from '../jobs/queue/idempotency.js';
+import { openQueueRuntime, type QueueRuntime } from '../jobs/queue/runtime.js';
+import { ALL_WORKER_KINDS, closeOnSignals, startWorkers, WORKER_KINDS, type WorkerKind } from '../jobs/queue/workers.js';
+import { probe } from '../media/ffmpeg.js';
+import { runtimeFromConfig } from '../jobs/runtime.js';
+import { EXIT } from './main.js';
+import { positiveInt } from './arg-parsers.js';
+
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+type Run = (fn: (config: Config) => Promise<number>) => Promise<void>;
+
+
+const port = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('--port must be 0–65535');
+  return n;
+};
+
+async function withRuntime<T>(config: Config, fn: (rt: QueueRuntime) => Promise<T>): Promise<T> {
+  const rt = openQueueRuntime(config, 'producer');
+  try {
+    return await fn(rt);
+  } finally {
+    await rt.close();
+  }
+}
+
+const line = (io: CliIo, v: unknown): void => {
+  io.stdout.write(`${JSON.stringify(v)}\n`);
+};
+
+async function cmdServe(o: { host?: string; port?: number }, config: Config, io: CliIo): Promise<number> {
+  const { startServer } = await import('../api/server.js');
+  const { app, url } = await startServer(config, o, { logLevel: getLogger().level });
+  line(io, { listening: url });
+  await new Promise<void>((res) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      getLogger().info({ signal }, 'api: closing');
+      process.removeListener('SIGTERM', stop);
+      process.removeListener('SIGINT', stop);
+      void app.close().then(() => res());
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  return EXIT.OK;
+}
+
+/** `all`, one kind, or a comma-separated list (`embed,classify,webhook`). */
+export function parseWorkerKinds(text: string): WorkerKind[] {
+  const parts = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const kinds = parts.flatMap((p) => (p === 'all' ? [...ALL_WORKER_KINDS] : [p]));
+  const bad = kinds.filter((k) => !(WORKER_KINDS as readonly string[]).includes(k));
+  if (kinds.length === 0 || bad.length > 0) throw new InvalidArgumentError(`unknown worker kind ${bad.join(', ') || "''"}: expected all or a comma-separated list of ${WORKER_KINDS.join(', ')}`);
+  return [...new Set(kinds as WorkerKind[])];
+}
+
+async function cmdWorker(kinds: WorkerKind[], config: Config): Promise<number> {
+  const group = await startWorkers(kinds, config);
+  await closeOnSignals(group);
+  return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+}
+
+async function cmdSubmit(files: string[], o: { wait?: boolean; webhook?: string; topK?: number; timeout?: number }, config: Config, io: CliIo): Promise<number> {
+  const expanded = await expandInputs(files);
+  const tools = runtimeFromConfig(config).tools;
+  let failed = 0;
+  const write = (r: LabelResult): void => {
+    if (!r.ok) failed++;
+    line(io, r);
+  };
+  for (const e of expanded.errors) write(failure(e.source, e.error));
+  await withRuntime(config, async (rt) => {
+    const jobs: Array<{ source: string; jobId: string }> = [];
+    for (const item of expanded.items) {
+      try {
+        await probe(item.path, tools); // refuse what is not a video before queueing, as the API does
+        const out = await submitClip(rt, { path: resolve(item.path), source: item.source, priority: 'interactive', ...(o.webhook ? { webhook: o.webhook } : {}), ...(o.topK ? { topK: o.topK } : {}) });
+        if (o.wait) jobs.push({ source: item.source, jobId: out.jobId });
+        else line(io, { path: item.source, jobId: out.jobId, created: out.created });
+      } catch (err) {
+        const e = toFramewiseError(err);
+        if (e.code === 'FW_ERR_QUEUE_UNAVAILABLE') throw e;
+        write(failure(item.source, e));
+      }
+    }
+    for (const j of jobs) {
+      const status = await waitForClip(rt, j.jobId, o.timeout ? { timeoutMs: o.timeout * 1000 } : {});
+      write(toResult(status, j.source) as LabelResult);
+    }
+  });
+  if (expanded.items.length + expanded.errors.length === 0) {
+    io.stderr.write('framewise: no inputs\n');
+    return EXIT.USAGE;
+  }
+  return failed > 0 ? EXIT.PARTIAL : EXIT.OK;
+}
+
+/** A glob, a manifest (.csv) or a folder/file. */
+export function toBatchSource(arg: string): BatchSource {
+  if (/[*?[\]{}]/.test(arg)) return { glob: resolve(arg) };
+  if (arg.toLowerCase().endsWith('.csv')) return { manifest: resolve(arg) };
+  return { path: resolve(arg) };
+}
+
+async function cmdBatch(source: string, o: { mode: BatchMode; wait?: boolean; webhook?: string; topK?: number; format: 'jsonl' | 'csv' }, config: Config, io: CliIo): Promise<number> {
+  return withRuntime(config, async (rt) => {
+    const out = await createBatch(rt, { source: toBatchSource(source), mode: o.mode, webhook: o.webhook, topK: o.topK });
+    if (!o.wait) {
+      line(io, out);
+      return EXIT.OK;
+    }
+    io.stderr.write(`framewise: batch ${out.batchId}: ${out.total} files (${out.created} new jobs, ${out.skipped} skipped)\n`);
+    for (;;) {
+      let s;
+      try {
+        s = await batchStatus(rt, out.batchId);
+      } catch (err) {
+        if (!(err instanceof FramewiseError && err.code === 'FW_ERR_QUEUE_UNAVAILABLE')) throw err;
+      }
+      if (s && (s.state === 'completed' || s.state === 'cancelled')) break;
+      await sleep(500);
+    }
+    const results = await batchResults(rt, out.batchId);
+    if (o.format === 'csv') io.stdout.write(resultsToCsv(results));
+    else for (const r of results) line(io, r);
+    return results.some((r) => !r.ok) ? EXIT.PARTIAL : EXIT.OK;
+  });
+}
+
+async function cmdStatus(id: string, config: Config, io: CliIo): Promise<number> {
+  return withRuntime(config, async (rt) => {
+    line(io, isBatchId(id) ? await batchStatus(rt, id) : await clipStatus(rt, id));
+    return EXIT.OK;
+  });
+}
+
+export function registerQueueCommands(program: Command, io: CliIo, run: Run): void {
+  program
+    .command('serve')
+    .description('run the HTTP API (queue mode; needs Redis): uploads, jobs, batches, SSE, OpenAPI, Bull Board, metrics')
+    .option('--host <host>', 'listen address (default: FRAMEWISE_API_HOST or 127.0.0.1)')
+    .option('--port <port>', 'listen port (default: FRAMEWISE_API_PORT or 8080)', port)
+    .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
+    .action(async (o) => run((c) => cmdServe(o, c, io)));
+
+  program
+    .command('worker')
+    .description('run queue workers until SIGTERM/SIGINT: decode (CPU), embed (GPU-bound), classify, webhook, train; `all` = decode,embed,classify,webhook')
+    .addArgument(new Argument('<kinds>', `all, or one or more of ${WORKER_KINDS.join(', ')} (comma-separated)`).argParser(parseWorkerKinds))
+    .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
+    .action(async (kinds: WorkerKind[]) => run((c) => cmdWorker(kinds, c)));
+
+  program
+    .command('submit')
+    .description('queue videos (files, folders, globs, manifests) as single clips; prints job ids, or with --wait the results (as `label` prints them)')
+    .argument('<files...>', 'video files, folders, globs or manifest CSVs (paths the workers can read)')
+    .option('--wait', 'wait for the results and print them')
+    .option('--webhook <url>', 'http(s) URL called when each job finishes')
+    .option('--top-k <k>', 'classes per result (default: FRAMEWISE_TOP_K or 3)', positiveInt('--top-k'))
+    .option('--timeout <seconds>', 'with --wait: give up after this long per job', positiveInt('--timeout'))
+    .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
+    .action(async (files: string[], o) => run((c) => cmdSubmit(files, o, c, io)));
+
+  program
+    .command('batch')
+    .description('label a folder, glob or manifest as one batch (one job per file); prints the batch id, or with --wait the results')
+    .argument('<source>', 'a folder, a glob (quoted) or a manifest .csv')
+    .addOption(new Option('--mode <mode>', 'missing: skip files already labelled by the current model; all: every file').choices(BATCH_MODES).default('all'))
+    .option('--wait', 'wait for the batch and print its results')
+    .option('--webhook <url>', 'http(s) URL called when the batch finishes')
+    .option('--top-k <k>', 'classes per result (default: FRAMEWISE_TOP_K or 3)', positiveInt('--top-k'))
+    .addOption(new Option('--format <format>', 'results format with --wait').choices(['jsonl', 'csv']).default('jsonl'))
+    .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
+    .action(async (source: string, o) => run((c) => cmdBatch(source, o, c, io)));
+
+  program
+    .command('status')
+    .description('the state of a job (clip-…) or a batch (batch-…), as JSON')
+    .argument('<id>', 'job or batch id')
+    .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
+    .action(async (id: string) => run((c) => cmdStatus(id, c, io)));
+}

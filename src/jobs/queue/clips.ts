@@ -1,0 +1,330 @@
+/**
+ * One clip in queue mode: submit (idempotent), status, cancel, wait, and the bookkeeping done
+ * when a clip reaches a final state (webhooks, batch completion).
+ */
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Job, type FlowJob, type JobState } from 'bullmq';
+import { ERROR_CODES, FramewiseError, type ErrorCode } from '../../errors/index.js';
+import { contentHash as hashFile } from '../../features/feature-store.js';
+import type { LabelFailure, LabelResult, LabelSuccess } from '../label.js';
+import { framesArtifactKey } from './artifact-store.js';
+// batches.ts imports this module too; neither uses the other at load time
+import { noteBatchProgress } from './batches.js';
+import { clipJobId, isClipId, stageJobIds } from './idempotency.js';
+import { readModelInfo, type ModelInfo } from './model-info.js';
+import { JobName, PRIORITY, QueueName, STAGE_QUEUES, type PriorityClass, type StageQueue } from './names.js';
+import type { ClassifyJobData, ClipRef, DecodeJobData, EmbedJobData, WebhookJobData } from './payloads.js';
+import { withQueue, type QueueRuntime } from './runtime.js';
+
+/** How long a cancelled clip is remembered as cancelled. */
+const CANCEL_TTL_S = 30 * 24 * 3600;
+
+/** What is kept of a cancelled clip (its jobs may be gone). */
+interface CancelRecord {
+  at: number;
+  source: string | null;
+}
+
+export interface SubmitClipInput {
+  /** Absolute path the workers can read. */
+  path: string;
+  /** Name reported in the result (`path` of the result). */
+  source: string;
+  /** sha256 of the bytes when already known (uploads hash while streaming). */
+  contentHash?: string;
+  /** `interactive` (single clips) runs ahead of `batch`. @defaultValue 'interactive' */
+  priority?: PriorityClass;
+  batchId?: string;
+  /** Called when the clip finishes (also when it had already finished). */
+  webhook?: string;
+  /** @defaultValue FRAMEWISE_TOP_K */
+  topK?: number;
+  /** The model to label with. @defaultValue the model in FRAMEWISE_MODEL_DIR */
+  model?: ModelInfo;
+}
+
+export type ClipState = 'queued' | 'active' | 'paused' | 'completed' | 'failed' | 'cancelled';
+
+export interface SubmitClipOutcome {
+  jobId: string;
+  /** False when the same bytes (same model, sampling, top-k) were already submitted: no new work. */
+  created: boolean;
+}
+
+export interface StageStatus {
+  state: JobState | 'unknown' | 'missing';
+  /** 0–100. */
+  progress: number;
+  attempts: number;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: { code: string; message: string } | null;
+}
+
+export interface ClipStatus {
+  jobId: string;
+  state: ClipState;
+  /** The stage running or next to run (null when finished). */
+  stage: StageQueue | null;
+  source: string | null;
+  batchId: string | null;
+  createdAt: string | null;
+  finishedAt: string | null;
+  stages: Record<StageQueue, StageStatus>;
+  result: LabelSuccess | null;
+  error: { code: string; message: string } | null;
+}
+
+const FAILED_REASON = /^(FW_ERR_[A-Z_]+): ([\s\S]*)$/;
+
+/** `failedReason` → {code, message}: stage errors are written `<FW code>: <message>`. */
+export function parseFailedReason(reason: string | undefined): { code: ErrorCode; message: string } {
+  const m = FAILED_REASON.exec(reason ?? '');
+  if (m && (m[1] as string) in ERROR_CODES) return { code: m[1] as ErrorCode, message: m[2] as string };
+  return { code: 'FW_ERR_INTERNAL', message: reason && reason !== '' ? reason : 'the job failed without a reason' };
+}
+
+/** The message a stage throws, so that `failedReason` starts with the code. */
+export const formatFailedReason = (e: FramewiseError): string => `${e.code}: ${e.message}`;
+
+/** Whether a failed clip may be run again by resubmitting (not when the input itself is bad). */
+function failureIsFinal(code: ErrorCode): boolean {
+  return ERROR_CODES[code].permanent && code !== 'FW_ERR_JOB_CANCELLED' && code !== 'FW_ERR_INPUT_CHANGED';
+}
+
+/** The flow tree of a clip: classify (root) ◄─ embed ◄─ decode (leaf). */
+export function buildClipFlow(rt: QueueRuntime, clip: ClipRef, model: ClassifyJobData['model'], topK: number, priority: PriorityClass): FlowJob {
+  const ids = stageJobIds(clip.clipId);
+  const base = { ...rt.jobOptions, priority: PRIORITY[priority] };
+  // a failed child releases its parent, whose processor passes the failure up (same failedReason)
+  const child = { ignoreDependencyOnFailure: true };
+  const decode: DecodeJobData = { clip };
+  const embed: EmbedJobData = { clip };
+  const classify: ClassifyJobData = { clip, model, topK };
+  return {
+    name: JobName.Classify,
+    queueName: QueueName.Classify,
+    data: classify,
+    opts: { ...base, jobId: ids.classify },
+    children: [
+      {
+        name: JobName.Embed,
+        queueName: QueueName.Embed,
+        data: embed,
+        opts: { ...base, ...child, jobId: ids.embed },
+        children: [{ name: JobName.Decode, queueName: QueueName.Decode, data: decode, opts: { ...base, ...child, jobId: ids.decode } }],
+      },
+    ],
+  };
+}
+
+/** Remove every job of a clip's flow (for a resubmission after a retryable failure). */
+async function removeClipJobs(rt: QueueRuntime, clipId: string): Promise<void> {
+  const ids = stageJobIds(clipId);
+  await rt.queues[QueueName.Classify].remove(ids.classify, { removeChildren: true }).catch(() => 0);
+  await rt.queues[QueueName.Embed].remove(ids.embed, { removeChildren: true }).catch(() => 0);
+  await rt.queues[QueueName.Decode].remove(ids.decode).catch(() => 0);
+}
+
+/**
+ * Submit one clip: its job id comes from the bytes and the model, so the same bytes submitted
+ * twice give the same job (and one decode, one result). A clip that failed for a reason a retry
+ * can fix (transient errors, cancellation) is run again; a bad input keeps its failure.
+ */
+export async function submitClip(rt: QueueRuntime, input: SubmitClipInput): Promise<SubmitClipOutcome> {
+  const model = input.model ?? (await readModelInfo(rt.config));
+  const topK = input.topK ?? rt.config.queue.topK;
+  const contentHash = input.contentHash ?? (await hashFile(input.path).catch((err: unknown) => {
+    throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `cannot read ${input.source}`, { cause: err });
+  }));
+  const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK });
+  return withQueue(async () => {
+    if (input.webhook) await rt.redis.sadd(rt.keys.clipWebhooks(clipId), input.webhook);
+    const existing = await Job.fromId(rt.queues[QueueName.Classify], clipId);
+    if (existing) {
+      const state = await existing.getState();
+      if (state !== 'failed' || failureIsFinal(parseFailedReason(existing.failedReason).code)) {
+        if ((state === 'completed' || state === 'failed') && input.webhook) await queueWebhooks(rt, clipId, [input.webhook]);
+        return { jobId: clipId, created: false };
+      }
+      await removeClipJobs(rt, clipId);
+    }
+    await rt.redis.del(rt.keys.cancelled(clipId));
+    const clip: ClipRef = {
+      clipId,
+      path: input.path,
+      source: input.source,
+      contentHash,
+      backbone: model.backbone,
+      sampling: model.sampling,
+      ...(input.batchId ? { batchId: input.batchId } : {}),
+    };
+    await rt.flow.add(buildClipFlow(rt, clip, model.model, topK, input.priority ?? 'interactive'));
+    return { jobId: clipId, created: true };
+  });
+}
+
+const iso = (ms: number | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+
+function stageStatus(job: Job | undefined, raw: JobState | 'unknown'): StageStatus {
+  if (!job || raw === 'unknown') return { state: 'missing', progress: 0, attempts: 0, startedAt: null, finishedAt: null, error: null };
+  // a prioritized job is a waiting job (BullMQ keeps them in another set)
+  const state = raw === 'prioritized' ? 'waiting' : raw;
+  const progress = typeof job.progress === 'number' ? job.progress : 0;
+  return {
+    state,
+    progress: state === 'completed' ? 100 : progress,
+    attempts: job.attemptsMade,
+    startedAt: iso(job.processedOn),
+    finishedAt: iso(job.finishedOn),
+    error: state === 'failed' ? parseFailedReason(job.failedReason) : null,
+  };
+}
+
+/** The state of a clip's flow, its stages, and its result or error. */
+export async function clipStatus(rt: QueueRuntime, clipId: string): Promise<ClipStatus> {
+  if (!isClipId(clipId)) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no job ${clipId} (job ids look like clip-<32 hex digits>)`);
+  return withQueue(async () => {
+    const ids = stageJobIds(clipId);
+    // states first, then the jobs: a job seen completed has its return value in what is read after
+    const [decodeState, embedState, classifyState] = await Promise.all(STAGE_QUEUES.map((q) => rt.queues[q].getJobState(ids[q])));
+    const [classify, embed, decode, cancelRaw] = await Promise.all([
+      Job.fromId(rt.queues[QueueName.Classify], ids.classify),
+      Job.fromId(rt.queues[QueueName.Embed], ids.embed),
+      Job.fromId(rt.queues[QueueName.Decode], ids.decode),
+      rt.redis.get(rt.keys.cancelled(clipId)),
+    ]);
+    const cancelled = cancelRaw ? (JSON.parse(cancelRaw) as CancelRecord) : undefined;
+    if (!classify && !embed && !decode && !cancelled) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no job ${clipId}`);
+    const stages: Record<StageQueue, StageStatus> = {
+      [QueueName.Decode]: stageStatus(decode, decodeState ?? 'unknown'),
+      [QueueName.Embed]: stageStatus(embed, embedState ?? 'unknown'),
+      [QueueName.Classify]: stageStatus(classify, classifyState ?? 'unknown'),
+    };
+    const data = (classify?.data ?? embed?.data ?? decode?.data) as { clip?: ClipRef } | undefined;
+    const clip = data?.clip;
+    const root = stages[QueueName.Classify];
+    const failedStage = STAGE_QUEUES.find((s) => stages[s].state === 'failed');
+    let state: ClipState;
+    let error: ClipStatus['error'] = null;
+    let result: LabelSuccess | null = null;
+    // when it finished: stable across calls (webhook ids depend on it)
+    let finishedAt: string | null = null;
+    if (root.state === 'completed') {
+      state = 'completed';
+      result = (classify?.returnvalue ?? null) as LabelSuccess | null;
+      finishedAt = root.finishedAt;
+    } else if (cancelled) {
+      state = 'cancelled';
+      error = { code: 'FW_ERR_JOB_CANCELLED', message: `job ${clipId} was cancelled` };
+      finishedAt = iso(cancelled.at);
+    } else if (failedStage) {
+      // the first failing stage holds the original error (later stages pass it on unchanged)
+      state = 'failed';
+      error = stages[failedStage].error;
+      if (error?.code === 'FW_ERR_JOB_CANCELLED') state = 'cancelled';
+      finishedAt = stages[failedStage].finishedAt;
+    } else if (STAGE_QUEUES.some((s) => stages[s].state === 'active')) {
+      state = 'active';
+    } else if (clip?.batchId && STAGE_QUEUES.some((s) => stages[s].state === 'delayed') && (await rt.redis.hget(rt.keys.batch(clip.batchId), 'state')) === 'paused') {
+      state = 'paused';
+    } else state = 'queued';
+    const finished = state === 'completed' || state === 'failed' || state === 'cancelled';
+    const stage = finished ? null : (STAGE_QUEUES.find((s) => stages[s].state !== 'completed') ?? null);
+    return {
+      jobId: clipId,
+      state,
+      stage,
+      source: clip?.source ?? cancelled?.source ?? null,
+      batchId: clip?.batchId ?? null,
+      createdAt: iso(decode?.timestamp ?? classify?.timestamp),
+      finishedAt,
+      stages,
+      result,
+      error,
+    };
+  });
+}
+
+/** A finished clip as a result line (`LabelResult`); undefined while it is not finished. */
+export function toResult(status: ClipStatus, source?: string): LabelResult | undefined {
+  const path = source ?? status.source ?? status.jobId;
+  if (status.state === 'completed' && status.result) return { ...status.result, path };
+  if (status.state === 'failed' || status.state === 'cancelled') {
+    const failure: LabelFailure = { path, ok: false, error: status.error ?? { code: 'FW_ERR_INTERNAL', message: 'failed' } };
+    return failure;
+  }
+  return undefined;
+}
+
+/** Cancel a clip: waiting jobs are removed; a running stage fails at its next check. */
+export async function cancelClip(rt: QueueRuntime, clipId: string): Promise<ClipStatus> {
+  const status = await clipStatus(rt, clipId);
+  if (status.state === 'cancelled') return status;
+  if (status.state === 'completed' || status.state === 'failed') {
+    throw new FramewiseError('FW_ERR_JOB_CONFLICT', `job ${clipId} has already ${status.state === 'completed' ? 'completed' : 'failed'}; nothing to cancel`);
+  }
+  await withQueue(async () => {
+    const record: CancelRecord = { at: Date.now(), source: status.source };
+    await rt.redis.set(rt.keys.cancelled(clipId), JSON.stringify(record), 'EX', CANCEL_TTL_S);
+    // removes the root and its children unless a worker holds one of them (then it fails at its next check)
+    const removed = await rt.queues[QueueName.Classify].remove(clipId, { removeChildren: true }).catch(() => 0);
+    if (removed === 1) await rt.artifacts.delete(framesArtifactKey(clipId)); // decoded frames nobody will embed
+  });
+  const after = await clipStatus(rt, clipId);
+  await noteClipFinished(rt, clipId);
+  return after;
+}
+
+/** Poll until the clip is finished (completed, failed or cancelled). */
+export async function waitForClip(rt: QueueRuntime, clipId: string, opts: { timeoutMs?: number; pollMs?: number; signal?: AbortSignal } = {}): Promise<ClipStatus> {
+  const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
+  for (;;) {
+    let status: ClipStatus | undefined;
+    try {
+      status = await clipStatus(rt, clipId);
+    } catch (err) {
+      if (!(err instanceof FramewiseError && err.code === 'FW_ERR_QUEUE_UNAVAILABLE')) throw err;
+    }
+    if (status && (status.state === 'completed' || status.state === 'failed' || status.state === 'cancelled')) return status;
+    if (Date.now() > deadline) throw new FramewiseError('FW_ERR_JOB_CONFLICT', `job ${clipId} did not finish in ${opts.timeoutMs} ms (state ${status?.state ?? 'unknown'})`);
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    await sleep(opts.pollMs ?? 250);
+  }
+}
+
+/** One webhook job per (job or batch, URL, outcome): sent once per outcome, again after a re-run. */
+const webhookJobId = (id: string, url: string, outcome: string): string => `wh-${id}-${createHash('sha256').update(`${url}\n${outcome}`).digest('hex').slice(0, 16)}`;
+
+/** Queue the clip's webhooks (job id per clip and URL: each is sent once). */
+async function queueWebhooks(rt: QueueRuntime, clipId: string, urls: readonly string[]): Promise<void> {
+  if (urls.length === 0) return;
+  const status = await clipStatus(rt, clipId);
+  const result = toResult(status);
+  if (!result) return;
+  const event = status.state === 'completed' ? 'job.completed' : 'job.failed';
+  for (const url of urls) {
+    const data: WebhookJobData = { url, event, body: { event, jobId: clipId, state: status.state, result } };
+    await rt.queues[QueueName.Webhook].add(JobName.Webhook, data, { jobId: webhookJobId(clipId, url, `${status.state}@${status.finishedAt}`), attempts: rt.config.queue.webhookAttempts, backoff: { type: 'exponential', delay: 1000 } });
+  }
+}
+
+/**
+ * Bookkeeping when a clip reaches a final state: its webhooks, and the completion of the
+ * batches it belongs to. Idempotent (sets and deterministic job ids), so every worker that sees
+ * the final state may call it.
+ */
+export async function noteClipFinished(rt: QueueRuntime, clipId: string): Promise<void> {
+  await withQueue(async () => {
+    await queueWebhooks(rt, clipId, await rt.redis.smembers(rt.keys.clipWebhooks(clipId)));
+    const batches = await rt.redis.smembers(rt.keys.clipBatches(clipId));
+    if (batches.length === 0) return;
+    for (const b of batches) {
+      await rt.redis.sadd(rt.keys.batchFinished(b), clipId);
+      await noteBatchProgress(rt, b);
+    }
+  });
+}
+
+export { webhookJobId };

@@ -1,0 +1,61 @@
+/**
+ * Idempotency: a clip's job id is derived from what determines its result — the content hash of
+ * the bytes, the head (id + version), the backbone (id, weights version, feature kind), the
+ * sampling and top-k — so the same bytes submitted twice map to the same job and one result.
+ */
+import { createHash } from 'node:crypto';
+import { samplingKey } from '../../media/sampling.js';
+import type { ClipRef } from './payloads.js';
+import type { FeatureKey } from '../../features/feature-store.js';
+
+export interface ClipIdentity {
+  contentHash: string;
+  model: { id: string; version: string };
+  backbone: ClipRef['backbone'];
+  sampling: ClipRef['sampling'];
+  topK: number;
+}
+
+const CLIP_ID = /^clip-[0-9a-f]{32}$/;
+const BATCH_ID = /^batch-[0-9a-f]{32}$/;
+
+/** `clip-<32 hex>`: the root (classify) job id of the clip's flow. */
+export function clipJobId(c: ClipIdentity): string {
+  const parts = [
+    'v1',
+    c.contentHash,
+    c.model.id,
+    c.model.version,
+    c.backbone.id,
+    c.backbone.version,
+    c.backbone.featureKind,
+    samplingKey(c.sampling.policy, { size: c.sampling.size, crop: c.sampling.crop }),
+    String(c.topK),
+  ];
+  return `clip-${createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 32)}`;
+}
+
+/** The job ids of the stages of a clip's flow (BullMQ ids may not contain ':'). */
+export function stageJobIds(clipId: string): { decode: string; embed: string; classify: string } {
+  return { decode: `${clipId}-decode`, embed: `${clipId}-embed`, classify: clipId };
+}
+
+export const isClipId = (id: string): boolean => CLIP_ID.test(id);
+export const isBatchId = (id: string): boolean => BATCH_ID.test(id);
+
+/** The clip id a stage job id belongs to (`clip-…-decode` → `clip-…`), or undefined. */
+export function clipIdOfJob(jobId: string): string | undefined {
+  const m = /^(clip-[0-9a-f]{32})(-decode|-embed)?$/.exec(jobId);
+  return m?.[1];
+}
+
+/** The feature-store key of a clip (the same key inline mode uses for these bytes). */
+export function featureKeyOf(clip: Pick<ClipRef, 'contentHash' | 'backbone' | 'sampling'>): FeatureKey {
+  return {
+    contentHash: clip.contentHash,
+    backboneId: clip.backbone.id,
+    backboneVersion: clip.backbone.version,
+    featureKind: clip.backbone.featureKind,
+    sampling: samplingKey(clip.sampling.policy, { size: clip.sampling.size, crop: clip.sampling.crop }),
+  };
+}

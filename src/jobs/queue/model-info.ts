@@ -1,0 +1,52 @@
+/**
+ * What a producer needs to know about the current model without loading its weights: the head's
+ * metadata (id, version, labels, backbone, sampling), re-read when metadata.json changes, and
+ * the backbone identity that goes into job ids and feature-store keys.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../../config/index.js';
+import { FramewiseError } from '../../errors/index.js';
+import { backboneIdentity, type BackboneIdentity } from '../../ml/backbone-specs.js';
+import type { BackboneId } from '../../ml/backbone.js';
+import { HEAD_METADATA_SCHEMA, type HeadMetadata } from '../../ml/head.js';
+import type { ClipRef } from './payloads.js';
+
+export interface ModelInfo {
+  dir: string;
+  metadata: HeadMetadata;
+  model: { id: string; version: string };
+  backbone: BackboneIdentity;
+  sampling: ClipRef['sampling'];
+}
+
+const cache = new Map<string, { mtimeMs: number; info: ModelInfo }>();
+
+/** The current model's description (cached while metadata.json is unchanged). */
+export async function readModelInfo(config: Config, dir = config.modelDir): Promise<ModelInfo> {
+  const file = join(dir, 'metadata.json');
+  let mtimeMs: number;
+  try {
+    mtimeMs = (await stat(file)).mtimeMs;
+  } catch (err) {
+    throw new FramewiseError('FW_ERR_MODEL_NOT_FOUND', `no model at ${dir} (metadata.json missing); set FRAMEWISE_MODEL_DIR`, { cause: err });
+  }
+  const hit = cache.get(dir);
+  if (hit && hit.mtimeMs === mtimeMs) return hit.info;
+  let metadata: HeadMetadata;
+  try {
+    metadata = HEAD_METADATA_SCHEMA.parse(JSON.parse(await readFile(file, 'utf8')));
+  } catch (err) {
+    throw new FramewiseError('FW_ERR_MODEL_INVALID', `invalid metadata.json in ${dir}: ${err instanceof Error ? err.message.slice(0, 300) : String(err)}`, { cause: err });
+  }
+  const backbone = await backboneIdentity(metadata.backbone.id as BackboneId, metadata.backbone.featureKind, config.tfhubMobilenetUrl);
+  const info: ModelInfo = {
+    dir,
+    metadata,
+    model: { id: metadata.id, version: metadata.version },
+    backbone,
+    sampling: { policy: metadata.sampling.policy, size: metadata.sampling.size, crop: metadata.sampling.crop },
+  };
+  cache.set(dir, { mtimeMs, info });
+  return info;
+}

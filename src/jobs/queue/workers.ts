@@ -1,0 +1,395 @@
+/**
+ * The worker processes of queue mode. Each start function opens what its stage needs once per
+ * process (the embed worker its backbone, warmed; the classify worker its head, warmed) and
+ * then carries the plain stage functions of `stages.ts` in a BullMQ `Worker`.
+ *
+ * - decode: concurrency FRAMEWISE_DECODE_CONCURRENCY (≈ cores; ffmpeg runs in its own processes).
+ * - embed: FRAMEWISE_EMBED_CONCURRENCY jobs held at once, feeding ONE backbone through the
+ *   batching embedder (model concurrency 1, frames batched across jobs).
+ * - classify: concurrency 1.
+ * Errors: a FramewiseError that is `permanent` becomes `UnrecoverableError('<code>: <message>')`
+ * (no retries, `failedReason` starts with the code); others are retried (`attempts`, exponential
+ * backoff). A failed stage releases its parent, which fails with the same reason, so the root
+ * job's `failedReason` is the original error. Locks: FRAMEWISE_LOCK_DURATION_MS (generous,
+ * because TF.js wasm blocks the event loop during a backbone call) and stalled-job recovery
+ * every FRAMEWISE_STALLED_INTERVAL_MS: a worker killed mid-job loses the lock and the job is
+ * run again by another worker.
+ */
+import { hostname } from 'node:os';
+import { DelayedError, UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
+import { loadConfig, type Config } from '../../config/index.js';
+import { getLogger, type Logger } from '../../config/log.js';
+import { FramewiseError, toFramewiseError } from '../../errors/index.js';
+import { createBackbone } from '../../ml/backbone-specs.js';
+import { TemporalHead } from '../../ml/head.js';
+import { runtimeFromConfig } from '../runtime.js';
+import { framesArtifactKey } from './artifact-store.js';
+import { BatchingBackbone } from './batching-embedder.js';
+import { formatFailedReason, noteClipFinished } from './clips.js';
+import { readModelInfo } from './model-info.js';
+import { QueueName } from './names.js';
+import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, TrainJobData, WebhookJobData } from './payloads.js';
+import { openQueueRuntime, workerConnection, type QueueRuntime } from './runtime.js';
+import { classifyStage, decodeStage, embedStage, type StageDeps } from './stages.js';
+
+export const WORKER_KINDS = ['decode', 'embed', 'classify', 'webhook', 'train'] as const;
+export type WorkerKind = (typeof WORKER_KINDS)[number];
+/** What `framewise worker all` runs: every stage plus webhooks (not the train seam). */
+export const ALL_WORKER_KINDS: readonly WorkerKind[] = ['decode', 'embed', 'classify', 'webhook'];
+
+/** How long a job of a paused batch is put aside before it is looked at again (resume promotes it at once). */
+export const PAUSE_RECHECK_MS = 60_000;
+
+export interface WorkerStats {
+  /** Jobs this worker finished successfully. */
+  completed: number;
+  /** Jobs that failed here (each attempt). */
+  failed: number;
+  /** decode: clips decoded with ffmpeg; embed: clips embedded. */
+  computed: number;
+  /** decode/embed: clips whose features were already in the feature store. */
+  storeHits: number;
+  frames: number;
+}
+
+export interface WorkerHandle {
+  readonly kind: WorkerKind;
+  readonly worker: Worker;
+  readonly stats: WorkerStats;
+}
+
+export interface WorkerGroup {
+  readonly rt: QueueRuntime;
+  readonly handles: readonly WorkerHandle[];
+  /** The embed worker's batching embedder, when one runs here (for stats). */
+  readonly embedder: BatchingBackbone | undefined;
+  /** Stop taking jobs, wait for the running ones (unless `force`), release models and connections. */
+  close(force?: boolean): Promise<void>;
+}
+
+export interface StartWorkersOptions {
+  log?: Logger;
+  /** Per-kind concurrency overrides (tests, bench). */
+  concurrency?: Partial<Record<WorkerKind, number>>;
+}
+
+const newStats = (): WorkerStats => ({ completed: 0, failed: 0, computed: 0, storeHits: 0, frames: 0 });
+
+/** Throw what BullMQ understands: UnrecoverableError for permanent errors, a coded Error otherwise. */
+function toStageError(err: unknown): Error {
+  if (err instanceof DelayedError || err instanceof UnrecoverableError) return err;
+  const e = toFramewiseError(err);
+  return e.permanent ? new UnrecoverableError(formatFailedReason(e)) : new Error(formatFailedReason(e));
+}
+
+/** Before a stage runs: cancelled clip → fail; paused batch → put the job aside. */
+async function checkRunnable(rt: QueueRuntime, job: Job, token: string | undefined, clip: ClipRef): Promise<void> {
+  const [cancelled, batchState] = await Promise.all([rt.redis.exists(rt.keys.cancelled(clip.clipId)), clip.batchId ? rt.redis.hget(rt.keys.batch(clip.batchId), 'state') : Promise.resolve(null)]);
+  if (cancelled || batchState === 'cancelled') throw new FramewiseError('FW_ERR_JOB_CANCELLED', `job ${clip.clipId} was cancelled${batchState === 'cancelled' ? ` (batch ${clip.batchId})` : ''}`);
+  if (batchState === 'paused') {
+    await job.moveToDelayed(Date.now() + PAUSE_RECHECK_MS, token);
+    throw new DelayedError();
+  }
+}
+
+/** A failed child stage ends this stage with the same reason (its code first). */
+async function passOnChildFailure(job: Job): Promise<void> {
+  const failures = Object.values(await job.getIgnoredChildrenFailures());
+  if (failures.length > 0) throw new UnrecoverableError(failures[0] as string);
+}
+
+async function onlyChildValue<T>(job: Job): Promise<T> {
+  const values = Object.values(await job.getChildrenValues<T>());
+  if (values.length !== 1) throw new FramewiseError('FW_ERR_INTERNAL', `job ${job.id} expected one finished child stage, found ${values.length}`);
+  return values[0] as T;
+}
+
+function stageProcessor<D extends { clip: ClipRef }, R>(rt: QueueRuntime, fn: (job: Job<D, R>, signal: AbortSignal | undefined) => Promise<R>): Processor<D, R> {
+  return async (job, token, signal) => {
+    try {
+      await checkRunnable(rt, job, token, job.data.clip);
+      return await fn(job, signal);
+    } catch (err) {
+      throw toStageError(err);
+    }
+  };
+}
+
+export async function startWorkers(kinds: readonly WorkerKind[], config: Config, opts: StartWorkersOptions = {}): Promise<WorkerGroup> {
+  const log = opts.log ?? getLogger(config.logLevel);
+  const rt = openQueueRuntime(config, 'worker');
+  const q = config.queue;
+  const deps: StageDeps = { tools: runtimeFromConfig(config).tools, store: rt.store, artifacts: rt.artifacts };
+  const handles: WorkerHandle[] = [];
+  const cleanups: Array<() => Promise<void>> = [];
+  let embedder: BatchingBackbone | undefined;
+
+  const make = <D, R>(kind: WorkerKind, queue: QueueName, processor: Processor<D, R>, concurrency: number, stats: WorkerStats): Worker => {
+    const worker = new Worker<D, R>(queue, processor, {
+      connection: workerConnection(config),
+      prefix: rt.prefix,
+      concurrency: opts.concurrency?.[kind] ?? concurrency,
+      lockDuration: q.lockDurationMs,
+      stalledInterval: q.stalledIntervalMs,
+      maxStalledCount: 1,
+      name: `${hostname()}:${process.pid}:${kind}`,
+    });
+    worker.on('error', (err) => log.warn({ kind, err: err.message }, 'worker connection error'));
+    worker.on('completed', () => {
+      stats.completed++;
+    });
+    worker.on('failed', (job, err) => {
+      stats.failed++;
+      if (!job || err instanceof DelayedError || err.name === 'DelayedError') return;
+      log.info({ kind, jobId: job.id, attempt: job.attemptsMade, reason: err.message.slice(0, 300) }, 'job failed');
+      const clipId = (job.data as { clip?: ClipRef }).clip?.clipId;
+      if (!clipId) return;
+      // a final failure (no retry left) finishes the clip: webhooks, batch completion, and its
+      // decoded frames will never be embedded
+      void job
+        .getState()
+        .then(async (state) => {
+          if (state !== 'failed') return;
+          if (kind === 'embed') await rt.artifacts.delete(framesArtifactKey(clipId));
+          await noteClipFinished(rt, clipId);
+        })
+        .catch((e: unknown) => log.warn({ kind, clipId, err: String(e) }, 'bookkeeping after a failure did not complete'));
+    });
+    handles.push({ kind, worker: worker as unknown as Worker, stats });
+    return worker as unknown as Worker;
+  };
+
+  try {
+    for (const kind of new Set(kinds)) {
+      const stats = newStats();
+      if (kind === 'decode') {
+        make<DecodeJobData, DecodeJobResult>(
+          kind,
+          QueueName.Decode,
+          stageProcessor(rt, async (job, signal) => {
+            await job.updateProgress(5);
+            const out = await decodeStage(job.data.clip, deps, signal);
+            if (out.hit) stats.storeHits++;
+            else {
+              stats.computed++;
+              stats.frames += out.count;
+            }
+            await job.updateProgress(100);
+            return out;
+          }),
+          q.decodeConcurrency,
+          stats,
+        );
+      } else if (kind === 'embed') {
+        const backbones = new Map<string, Promise<BatchingBackbone>>();
+        const rtOpts = runtimeFromConfig(config);
+        const open = (clip: Pick<ClipRef, 'backbone'>): Promise<BatchingBackbone> => {
+          const key = `${clip.backbone.id}/${clip.backbone.featureKind}`;
+          let b = backbones.get(key);
+          if (!b) {
+            b = createBackbone({
+              id: clip.backbone.id,
+              engine: rtOpts.engine,
+              featureKind: clip.backbone.featureKind,
+              backend: rtOpts.backend,
+              batchSize: rtOpts.batchSize,
+              threads: rtOpts.threads,
+              cacheDir: rtOpts.cacheDir,
+              ...(rtOpts.modelUrl !== undefined ? { modelUrl: rtOpts.modelUrl } : {}),
+            }).then((inner) => {
+              const batching = new BatchingBackbone(inner, { maxFrames: q.embedBatchFrames, waitMs: q.embedBatchWaitMs });
+              embedder ??= batching;
+              log.info({ backbone: inner.info }, 'embed worker: backbone ready');
+              return batching;
+            });
+            b.catch(() => backbones.delete(key));
+            backbones.set(key, b);
+          }
+          return b;
+        };
+        // load and warm the current model's backbone before taking jobs
+        const current = await readModelInfo(config).catch(() => undefined);
+        if (current) await open(current);
+        cleanups.push(async () => {
+          for (const b of backbones.values()) await (await b.catch(() => undefined))?.dispose();
+        });
+        make<EmbedJobData, EmbedJobResult>(
+          kind,
+          QueueName.Embed,
+          stageProcessor(rt, async (job) => {
+            await passOnChildFailure(job);
+            const decoded = await onlyChildValue<DecodeJobResult>(job);
+            const backbone = await open(job.data.clip);
+            await job.updateProgress(10);
+            const out = await embedStage(job.data.clip, decoded, deps, backbone);
+            if (out.cached) stats.storeHits++;
+            else {
+              stats.computed++;
+              stats.frames += out.frames;
+            }
+            return out;
+          }),
+          q.embedConcurrency,
+          stats,
+        );
+      } else if (kind === 'classify') {
+        let head = await TemporalHead.load(config.modelDir, undefined, config.backend);
+        await head.predict([{ data: new Float32Array(head.metadata.backbone.dim), count: 1 }]); // warm-up
+        log.info({ model: head.metadata.id, version: head.metadata.version }, 'classify worker: head ready');
+        /** The head for a job's model version: reloaded when FRAMEWISE_MODEL_DIR now holds that version. */
+        const headFor = async (model: ClassifyJobData['model']): Promise<TemporalHead> => {
+          if (head.metadata.version === model.version && head.metadata.id === model.id) return head;
+          const onDisk = await readModelInfo(config);
+          if (onDisk.model.version !== model.version || onDisk.model.id !== model.id) {
+            throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the job asks for model ${model.id} ${model.version}; this classify worker has ${head.metadata.id} ${head.metadata.version} (FRAMEWISE_MODEL_DIR=${config.modelDir})`);
+          }
+          const next = await TemporalHead.load(config.modelDir, undefined, config.backend);
+          head.dispose();
+          head = next;
+          return head;
+        };
+        cleanups.push(async () => head.dispose());
+        const w = make<ClassifyJobData, ClassifyJobResult>(
+          kind,
+          QueueName.Classify,
+          stageProcessor(rt, async (job) => {
+            await passOnChildFailure(job);
+            const embedded = await onlyChildValue<EmbedJobResult>(job);
+            const h = await headFor(job.data.model);
+            return classifyStage(job.data.clip, embedded, h, job.data.topK, deps);
+          }),
+          1,
+          stats,
+        );
+        w.on('completed', (job) => {
+          const clipId = (job.data as ClassifyJobData).clip.clipId;
+          noteClipFinished(rt, clipId).catch((e: unknown) => log.warn({ clipId, err: String(e) }, 'bookkeeping after completion did not complete'));
+        });
+      } else if (kind === 'webhook') {
+        make<WebhookJobData, { status: number }>(
+          kind,
+          QueueName.Webhook,
+          async (job) => {
+            try {
+              return await deliverWebhook(job.data, q.webhookTimeoutMs);
+            } catch (err) {
+              throw toStageError(err);
+            }
+          },
+          4,
+          stats,
+        );
+      } else if (kind === 'train') {
+        make<TrainJobData, never>(
+          kind,
+          QueueName.Train,
+          async (job) => {
+            try {
+              return await runTrainJob(job.data);
+            } catch (err) {
+              throw toStageError(err);
+            }
+          },
+          1,
+          stats,
+        );
+      }
+    }
+    await Promise.all(handles.map((h) => h.worker.waitUntilReady()));
+  } catch (err) {
+    await Promise.allSettled(handles.map((h) => h.worker.close()));
+    for (const c of cleanups) await c().catch(() => undefined);
+    await rt.close();
+    throw err;
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    rt,
+    handles,
+    get embedder() {
+      return embedder;
+    },
+    close(force = false) {
+      closing ??= (async () => {
+        await Promise.allSettled(handles.map((h) => h.worker.close(force)));
+        for (const c of cleanups) await c().catch(() => undefined);
+        await rt.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Graceful shutdown for a worker process: the first SIGTERM/SIGINT stops taking jobs and waits
+ * for the running ones (`worker.close()`), then releases models and connections, and the process
+ * ends by itself; a second signal stops without waiting (the jobs held are retried elsewhere
+ * once their locks expire).
+ */
+export function closeOnSignals(group: WorkerGroup, signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'], log: Logger = getLogger()): Promise<void> {
+  return new Promise((resolve) => {
+    let count = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      count++;
+      log.info({ signal, kinds: group.handles.map((h) => h.kind) }, count === 1 ? 'closing: waiting for running jobs' : 'closing now');
+      const done = count === 1 ? group.close() : Promise.allSettled(group.handles.map((h) => h.worker.close(true))).then(() => group.close());
+      done.then(
+        () => {
+          for (const s of signals) process.removeListener(s, onSignal);
+          resolve();
+        },
+        (err: unknown) => {
+          log.error({ err: String(err) }, 'worker shutdown failed');
+          process.exitCode = 1;
+          resolve();
+        },
+      );
+    };
+    for (const s of signals) process.on(s, onSignal);
+  });
+}
+
+/** POST the webhook body; anything but a 2xx is FW_ERR_WEBHOOK_FAILED (retried with backoff). */
+export async function deliverWebhook(data: WebhookJobData, timeoutMs: number): Promise<{ status: number }> {
+  let res: Response;
+  try {
+    res = await fetch(data.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'user-agent': 'framewise-webhook/1', 'x-framewise-event': data.event },
+      body: JSON.stringify(data.body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${data.url} unreachable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  await res.body?.cancel().catch(() => undefined);
+  if (!res.ok) throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${data.url} answered HTTP ${res.status}`);
+  return { status: res.status };
+}
+
+/**
+ * Training as a queue job: the seam. A `train` worker consumes the `train` queue and calls this;
+ * TODO(training-as-a-job issue): run `collectFeatures` + `trainHead` (src/jobs/train.ts) on
+ * `data.manifest`, save to `data.out`, report epochs through `job.updateProgress`.
+ */
+export async function runTrainJob(data: TrainJobData): Promise<never> {
+  throw new FramewiseError('FW_ERR_NOT_IMPLEMENTED', `training as a queue job is not implemented yet (manifest ${data.manifest}); run \`framewise train\` inline`);
+}
+
+/**
+ * The body of a worker process (workers/*.worker.ts): start the given workers with the
+ * environment's configuration and run until SIGTERM/SIGINT; a start-up failure is one line on
+ * stderr and exit code 3.
+ */
+export async function runWorkerProcess(kinds: readonly WorkerKind[], name: string): Promise<void> {
+  try {
+    const config = loadConfig();
+    const group = await startWorkers(kinds, config, { log: getLogger(config.logLevel) });
+    await closeOnSignals(group);
+  } catch (err) {
+    const e = toFramewiseError(err);
+    process.stderr.write(`framewise ${name} worker: ${e.code}: ${e.message}\n`);
+    process.exitCode = 3;
+  }
+}

@@ -1,0 +1,361 @@
+/**
+ * Long videos: per-window scores over the whole video (many-to-many), memory flat with length.
+ *
+ * One sequential ffmpeg pass decodes the video at the windows' grid rate (N/W frames/s, see
+ * `WindowsPolicy`), frames are embedded in batches as they arrive (each frame once: overlapping
+ * windows share their frames' embeddings), windows are formed from the embedded frames as soon as
+ * their last frame is in, and classified by the head in batches. What is held at any time: two
+ * embed batches of frames, the embeddings of about one window plus one stride, and one classify
+ * batch of windows; never all frames, never all window tensors. The per-window scores (a few
+ * numbers per window) are what comes out.
+ *
+ * Feature store: the embeddings of the pass are stored (key: content hash, backbone, the grid's
+ * sampling key) only when the pass has at most `maxStoredFrames` frames (default 4096: about
+ * 8.5 minutes at the default 8 frames/s, 29 MB of 1792-d features), so a later run with other
+ * windows or thresholds on the same grid skips decode and embed. Longer videos are not stored:
+ * keeping them would hold all their embeddings until the write (memory no longer flat) and fill
+ * the store with hundreds of MB per hour of video.
+ */
+import { performance } from 'node:perf_hooks';
+import { FramewiseError } from '../errors/index.js';
+import { contentHash, FeatureStore, type FeatureKey, type FeatureSequence, type VideoSummary } from '../features/feature-store.js';
+import { probe, streamFrames, TRUNCATION_COVERAGE, type MediaTools, type VideoInfo } from '../media/ffmpeg.js';
+import { planWindows, samplingKey, windowGrid, type FrameGeometry, type WindowSpan, type WindowsPolicy } from '../media/sampling.js';
+import type { BackboneIdentity } from '../ml/backbone-specs.js';
+import type { Backbone, BackboneInfo } from '../ml/backbone.js';
+import type { SequenceExample, TemporalHead } from '../ml/head.js';
+import { backboneIdentity } from '../ml/backbone-specs.js';
+import { openBackbone, type RuntimeOptions } from './runtime.js';
+
+/** What the windows stage needs (the same parts an `Extractor` is made of). */
+export interface WindowsDeps {
+  tools: MediaTools;
+  /** Where pass embeddings are cached (when small enough); undefined: never cached. */
+  store: FeatureStore | undefined;
+  /** The backbone the head expects (id, version, feature kind, dim). */
+  identity: BackboneIdentity;
+  /** The backbone, opened on first use (not on a feature-store hit). Not disposed here. */
+  backbone: () => Promise<Backbone>;
+}
+
+export interface WindowsOptions {
+  policy: WindowsPolicy;
+  geometry: FrameGeometry;
+  /** Frames per backbone call. @defaultValue 32 */
+  embedBatch?: number;
+  /** Windows per head call. @defaultValue 32 */
+  classifyBatch?: number;
+  /** Store the pass's embeddings when it has at most this many frames; 0 never. @defaultValue 4096 */
+  maxStoredFrames?: number;
+  signal?: AbortSignal;
+  /** Called after each embed batch and at the end (for progress bars and job progress). */
+  onProgress?: (p: WindowsProgress) => void;
+}
+
+export interface WindowsProgress {
+  /** Seconds of video decoded and embedded so far. */
+  doneSec: number;
+  /** Declared duration (0 when unknown). */
+  durationSec: number;
+  frames: number;
+  windows: number;
+}
+
+/** One window's class probabilities (in the head's label order). */
+export interface WindowScore {
+  start: number;
+  end: number;
+  /** Frames the window was classified from (N, fewer at a short video's end or a slow source). */
+  frames: number;
+  scores: Float32Array;
+}
+
+export interface WindowsOutcome {
+  windows: WindowScore[];
+  video: VideoSummary;
+  /** Frames decoded and embedded in the pass (or read from the store). */
+  frames: number;
+  /** True when the embeddings came from the feature store (no decode, no embed). */
+  cached: boolean;
+  /** Whether this pass's embeddings were written to the feature store. */
+  stored: boolean;
+  /** The backbone that embedded the frames (undefined on a store hit). */
+  backbone: BackboneInfo | undefined;
+  timings: { totalMs: number; embedMs: number; classifyMs: number };
+}
+
+export const DEFAULT_WINDOWS_OPTIONS = Object.freeze({ embedBatch: 32, classifyBatch: 32, maxStoredFrames: 4096 });
+
+/** A window whose frames are all in: its embeddings, ready for the head. */
+export interface FormedWindow {
+  start: number;
+  end: number;
+  count: number;
+  /** count × dim floats (a copy). */
+  data: Float32Array;
+}
+
+interface HeldFrame {
+  time: number;
+  emb: Float32Array;
+}
+
+/**
+ * Forms windows from embedded frames that arrive in time order. A window is complete when a frame
+ * at or after its end arrives (or at the end of the video); what is kept is only the frames that
+ * a window not yet formed may still need (about one window plus one stride).
+ *
+ * Windows are those of `planWindows(policy, D)`, with D the declared duration, or (when unknown,
+ * 0) the last frame's time plus half a grid step.
+ */
+export class WindowFormer {
+  private readonly W: number;
+  private readonly S: number;
+  private readonly half: number;
+  private held: HeldFrame[] = [];
+  private next = 0;
+  private lastEmittedStart = -Infinity;
+  private lastTime = -Infinity;
+  private formed = 0;
+
+  constructor(
+    private readonly policy: WindowsPolicy,
+    private readonly durationSec: number,
+    private readonly dim: number,
+  ) {
+    this.W = policy.windowSec;
+    this.S = policy.strideSec;
+    this.half = windowGrid(policy).interval / 2;
+  }
+
+  /** Windows formed so far. */
+  get count(): number {
+    return this.formed;
+  }
+
+  /** Frames held right now (bounded: about (W + S) / grid interval). */
+  get heldFrames(): number {
+    return this.held.length;
+  }
+
+  private get knownDuration(): boolean {
+    return this.durationSec > 0;
+  }
+
+  /** Add one frame's embedding (`dim` floats, copied); returns the windows it completes. */
+  push(time: number, emb: Float32Array): FormedWindow[] {
+    if (this.knownDuration && time >= this.durationSec + this.half) return []; // past the declared end: no window takes it
+    this.lastTime = Math.max(this.lastTime, time);
+    this.held.push({ time, emb: emb.slice(0, this.dim) });
+    const out: FormedWindow[] = [];
+    // a video no longer than one window is one window [0, D): formed at the end
+    const single = this.knownDuration && this.durationSec <= this.W + this.half;
+    for (;;) {
+      const start = this.next * this.S;
+      const end = start + this.W;
+      if (single || time < end) break;
+      if (this.knownDuration && end > this.durationSec + this.half) break; // the rest is the end-aligned window
+      out.push(this.form({ start, end }));
+      this.next++;
+    }
+    this.prune();
+    return out;
+  }
+
+  /** The end of the video: the windows not formed yet (the last full ones, the end-aligned one). */
+  finish(): FormedWindow[] {
+    if (this.lastTime === -Infinity) return [];
+    const D = this.knownDuration ? this.durationSec : this.lastTime + this.half;
+    const out: FormedWindow[] = [];
+    for (const span of planWindows(this.policy, D)) {
+      if (span.start > this.lastEmittedStart + 1e-6) out.push(this.form(span));
+    }
+    this.held = [];
+    return out;
+  }
+
+  private form(span: WindowSpan): FormedWindow {
+    const frames = this.held.filter((f) => f.time >= span.start - 1e-9 && f.time < span.end - 1e-9);
+    const data = new Float32Array(frames.length * this.dim);
+    frames.forEach((f, i) => data.set(f.emb, i * this.dim));
+    this.lastEmittedStart = span.start;
+    this.formed++;
+    return { start: span.start, end: span.end, count: frames.length, data };
+  }
+
+  /** Drop frames no future window needs: before the next window's start, keeping the last window's worth for an end-aligned window. */
+  private prune(): void {
+    const keepFrom = Math.min(this.next * this.S, this.lastTime - this.W - this.half);
+    let drop = 0;
+    while (drop < this.held.length && (this.held[drop] as HeldFrame).time < keepFrom - 1e-9) drop++;
+    if (drop > 0) this.held.splice(0, drop);
+  }
+}
+
+/** The feature-store key of a windows pass over a file with this content hash. */
+export function windowsFeatureKey(hash: string, identity: BackboneIdentity, policy: WindowsPolicy, geometry: FrameGeometry): FeatureKey {
+  return { contentHash: hash, backboneId: identity.id, backboneVersion: identity.version, featureKind: identity.featureKind, sampling: samplingKey(policy, geometry) };
+}
+
+const videoSummary = (info: VideoInfo): VideoSummary => ({ durationSec: info.durationSec, width: info.width, height: info.height, fps: info.fps });
+
+/**
+ * Score every window of a video with the head: one decode pass, batched embeds, batched head
+ * calls, memory flat with the video's length. The head must be a `uniform:N` head with N = the
+ * policy's frames (checked), and its backbone `deps.identity` (the caller checks compatibility).
+ */
+export async function scoreWindows(path: string, head: TemporalHead, deps: WindowsDeps, options: WindowsOptions): Promise<WindowsOutcome> {
+  const t0 = performance.now();
+  const { policy, geometry, signal } = options;
+  const embedBatch = Math.max(1, options.embedBatch ?? DEFAULT_WINDOWS_OPTIONS.embedBatch);
+  const classifyBatch = Math.max(1, options.classifyBatch ?? DEFAULT_WINDOWS_OPTIONS.classifyBatch);
+  const maxStored = Math.max(0, options.maxStoredFrames ?? DEFAULT_WINDOWS_OPTIONS.maxStoredFrames);
+  const dim = deps.identity.dim;
+  const meta = head.metadata;
+  if (meta.sampling.policy.kind !== 'uniform' || meta.sampling.policy.frames !== policy.frames) {
+    throw new FramewiseError('FW_ERR_CONFIG_INVALID', `windows need a head trained with uniform:N sampling and N = ${policy.frames} frames per window (this head: ${meta.sampling.policy.kind})`);
+  }
+  if (meta.backbone.dim !== dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the head expects ${meta.backbone.dim}-d features, the backbone gives ${dim}-d`);
+  const abort = (): void => {
+    if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+  };
+
+  const windows: WindowScore[] = [];
+  let pending: FormedWindow[] = [];
+  let classifyMs = 0;
+  const classify = async (all: boolean): Promise<void> => {
+    while (pending.length >= classifyBatch || (all && pending.length > 0)) {
+      const chunk = pending.slice(0, classifyBatch);
+      pending = pending.slice(chunk.length);
+      const c0 = performance.now();
+      const examples: SequenceExample[] = chunk.map((w) => ({ data: w.data, count: w.count }));
+      const rows = await head.predict(examples, classifyBatch);
+      classifyMs += performance.now() - c0;
+      chunk.forEach((w, i) => windows.push({ start: w.start, end: w.end, frames: w.count, scores: rows[i] as Float32Array }));
+    }
+  };
+
+  const key = deps.store ? windowsFeatureKey(await contentHash(path), deps.identity, policy, geometry) : undefined;
+  const hit = key && deps.store ? await deps.store.get(key) : undefined;
+  if (hit) {
+    // the same windows from the stored embeddings: no decode, no backbone
+    const former = new WindowFormer(policy, hit.video.durationSec, dim);
+    for (let i = 0; i < hit.count; i++) {
+      pending.push(...former.push(hit.times[i] as number, hit.data.subarray(i * dim, (i + 1) * dim)));
+      await classify(false);
+    }
+    pending.push(...former.finish());
+    await classify(true);
+    options.onProgress?.({ doneSec: hit.video.durationSec, durationSec: hit.video.durationSec, frames: hit.count, windows: windows.length });
+    return { windows, video: hit.video, frames: hit.count, cached: true, stored: false, backbone: undefined, timings: { totalMs: performance.now() - t0, embedMs: 0, classifyMs } };
+  }
+
+  const info = await probe(path, deps.tools);
+  const backbone = await deps.backbone();
+  if (backbone.info.dim !== dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `backbone gives ${backbone.info.dim}-d features, expected ${dim}-d`);
+  const former = new WindowFormer(policy, info.durationSec, dim);
+  const frameBytes = geometry.size * geometry.size * 3;
+  // two frame buffers: one being embedded while the next fills from the decoder
+  const buffers = [new Uint8Array(embedBatch * frameBytes), new Uint8Array(embedBatch * frameBytes)];
+  let fill = 0;
+  let which = 0;
+  let times: number[] = [];
+  let inFlight: Promise<void> | undefined;
+  let frames = 0;
+  let lastTime = 0;
+  let embedMs = 0;
+  // embeddings kept for the feature store while the pass is small enough
+  let keep: { times: number[]; rows: Float32Array[] } | undefined = key && maxStored > 0 ? { times: [], rows: [] } : undefined;
+  let keptFrames = 0;
+
+  const embedBuffered = (buf: Uint8Array, count: number, ts: number[]): Promise<void> => {
+    const e0 = performance.now();
+    return backbone.embed(buf.subarray(0, count * frameBytes), count).then(async (emb) => {
+      embedMs += performance.now() - e0;
+      if (keep) {
+        if (keptFrames + count <= maxStored) {
+          keep.rows.push(emb);
+          keep.times.push(...ts);
+          keptFrames += count;
+        } else keep = undefined; // too long to store: let go of what was kept
+      }
+      for (let i = 0; i < count; i++) pending.push(...former.push(ts[i] as number, emb.subarray(i * dim, (i + 1) * dim)));
+      frames += count;
+      await classify(false);
+      options.onProgress?.({ doneSec: lastTime, durationSec: info.durationSec, frames, windows: windows.length });
+    });
+  };
+
+  for await (const f of streamFrames(info, policy, geometry, { tools: deps.tools, ...(signal ? { signal } : {}) })) {
+    (buffers[which] as Uint8Array).set(f.data, fill * frameBytes);
+    times.push(f.time);
+    lastTime = f.time;
+    fill++;
+    if (fill === embedBatch) {
+      if (inFlight) await inFlight;
+      abort();
+      inFlight = embedBuffered(buffers[which] as Uint8Array, fill, times);
+      inFlight.catch(() => undefined); // awaited (and rethrown) before the next batch or after the pass
+      which = 1 - which;
+      fill = 0;
+      times = [];
+    }
+  }
+  if (inFlight) await inFlight;
+  abort();
+  if (fill > 0) await embedBuffered(buffers[which] as Uint8Array, fill, times);
+
+  const { interval } = windowGrid(policy);
+  if (info.durationSec > 0 && lastTime + 2 * interval < info.durationSec * TRUNCATION_COVERAGE) {
+    throw new FramewiseError('FW_ERR_MEDIA_TRUNCATED', `the video stops at ${lastTime.toFixed(2)} s of its declared ${info.durationSec.toFixed(2)} s (truncated file): ${info.path}`, {
+      details: { decodedSec: lastTime, durationSec: info.durationSec },
+    });
+  }
+  pending.push(...former.finish());
+  await classify(true);
+
+  let stored = false;
+  if (keep && key && deps.store && keptFrames > 0) {
+    const data = new Float32Array(keptFrames * dim);
+    let at = 0;
+    for (const r of keep.rows) {
+      data.set(r.subarray(0, Math.min(r.length, data.length - at)), at);
+      at += r.length;
+    }
+    const seq: FeatureSequence = { key, count: keptFrames, dim, times: keep.times, data, video: videoSummary(info) };
+    await deps.store.put(seq);
+    stored = true;
+  }
+  options.onProgress?.({ doneSec: info.durationSec || lastTime, durationSec: info.durationSec, frames, windows: windows.length });
+  return { windows, video: videoSummary(info), frames, cached: false, stored, backbone: backbone.info, timings: { totalMs: performance.now() - t0, embedMs, classifyMs } };
+}
+
+/**
+ * Windows dependencies from the runtime options (as `createExtractor` builds an Extractor): the
+ * feature store in `rt.cacheDir`, the backbone's identity, and the backbone opened on first use.
+ * `dispose` releases the backbone if it was opened.
+ */
+export async function createWindowsDeps(rt: RuntimeOptions, opts: { store?: boolean } = {}): Promise<WindowsDeps & { dispose: () => Promise<void>; loaded: () => BackboneInfo | undefined }> {
+  const identity = await backboneIdentity(rt.backbone, rt.featureKind, rt.modelUrl);
+  let opened: Promise<Backbone> | undefined;
+  let info: BackboneInfo | undefined;
+  const backbone = (): Promise<Backbone> => {
+    if (!opened) {
+      opened = openBackbone(rt);
+      opened.then((b) => (info = b.info)).catch(() => (opened = undefined));
+    }
+    return opened;
+  };
+  return {
+    tools: rt.tools,
+    store: opts.store === false ? undefined : new FeatureStore(rt.cacheDir),
+    identity,
+    backbone,
+    loaded: () => info,
+    dispose: async () => {
+      const b = opened;
+      opened = undefined;
+      if (b) await (await b).dispose().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * Building ffprobe/ffmpeg argument arrays. Pure: no I/O, no shell (arguments are passed as an
+ * array to spawn, so file names are never interpreted by a shell).
+ */
+import { windowGrid, type DecodePolicy, type FrameGeometry } from './sampling.js';
+
+export function buildProbeArgs(path: string): string[] {
+  return ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', '--', path];
+}
+
+/** Round to microseconds so expressions stay short and stable. */
+const fmt = (x: number): string => (Math.round(x * 1e6) / 1e6).toString();
+
+/**
+ * The `select` expression that keeps, for each target time, the first frame at or after it
+ * (minus `tolerance`, half a frame interval, so a frame just before a target counts).
+ * A frame that satisfies several targets is kept once.
+ */
+export function buildTargetSelectExpr(targets: readonly number[], tolerance: number): string {
+  const terms = targets.map((t) => {
+    const a = fmt(t - tolerance);
+    return `gte(t\\,${a})*(isnan(prev_selected_t)+lt(prev_selected_t\\,${a}))`;
+  });
+  return `gt(${terms.join('+')}\\,0)`;
+}
+
+/**
+ * Keep the first frame of each 1/fps-second bucket (counted from `start`), so frames land near
+ * k/fps without drift, and slower sources are never padded with duplicates.
+ */
+export function buildRateSelectExpr(fps: number, start: number, tolerance: number): string {
+  const bucket = (v: string): string => `floor((${v}-${fmt(start - tolerance)})*${fmt(fps)})`;
+  return `isnan(prev_selected_t)+gt(${bucket('t')}\\,${bucket('prev_selected_t')})`;
+}
+
+/**
+ * Keep the first frame at or after each grid point `start + offset + j·interval` (j = 0, 1, …),
+ * minus `tolerance`: one frame per grid step, never a duplicate, no drift over hours. The
+ * windows policy decodes with it (a frame every W/N seconds at the segment centres).
+ */
+export function buildGridSelectExpr(interval: number, start: number, offset: number, tolerance: number): string {
+  const origin = fmt(start + offset - tolerance);
+  const step = (v: string): string => `floor((${v}-${origin})*${fmt(1 / interval)})`;
+  return `gte(t\\,${origin})*(isnan(prev_selected_t)+gt(${step('t')}\\,${step('prev_selected_t')}))`;
+}
+
+/** Scale/crop inside ffmpeg: square pixels first, then short side to `size` + centre crop, or squash. */
+export function buildGeometryFilters(geometry: FrameGeometry): string[] {
+  const s = geometry.size;
+  const squarePixels = "scale='trunc(iw*sar/2)*2':ih:flags=area,setsar=1";
+  if (geometry.crop === 'center') {
+    return [squarePixels, `scale=${s}:${s}:force_original_aspect_ratio=increase:flags=area`, `crop=${s}:${s}`, 'setsar=1'];
+  }
+  return [squarePixels, `scale=${s}:${s}:flags=area`, 'setsar=1'];
+}
+
+export interface DecodePlan {
+  /** Full ffmpeg argument list (without the binary). */
+  args: string[];
+  /** Target times the select filter aims at (uniform), or undefined (fps). */
+  targets: number[] | undefined;
+  /** Upper bound on frames that will come out. */
+  maxFrames: number;
+}
+
+/**
+ * One sequential decode of the first video stream: select → scale/crop → showinfo (for each
+ * frame's timestamp on stderr) → raw rgb24 on stdout. Audio, subtitles and data are dropped.
+ */
+export function buildDecodeArgs(
+  path: string,
+  policy: DecodePolicy,
+  geometry: FrameGeometry,
+  clip: { start: number; duration: number; frameInterval: number },
+  targets: number[] | undefined,
+): DecodePlan {
+  const tolerance = clip.frameInterval / 2;
+  let select: string;
+  let maxFrames: number;
+  if (policy.kind === 'windows') {
+    // one sequential pass over the whole video at the windows' grid rate (N/W frames/s)
+    const grid = windowGrid(policy);
+    select = buildGridSelectExpr(grid.interval, clip.start, grid.offset, Math.min(tolerance, grid.interval / 2));
+    maxFrames = clip.duration > 0 ? Math.ceil(clip.duration / grid.interval) + 2 : 1_000_000_000;
+  } else {
+    select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, clip.start, tolerance);
+    maxFrames = policy.kind === 'uniform' ? policy.frames : policy.maxFrames;
+  }
+  const filters = [`select='${select}'`, ...buildGeometryFilters(geometry), 'showinfo'];
+  const args = [
+    '-hide_banner',
+    '-nostdin',
+    '-loglevel',
+    'info',
+    '-threads',
+    '0',
+    '-i',
+    path,
+    '-map',
+    '0:v:0',
+    '-an',
+    '-sn',
+    '-dn',
+    '-vf',
+    filters.join(','),
+    '-fps_mode',
+    'passthrough',
+    '-frames:v',
+    String(maxFrames),
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    'pipe:1',
+  ];
+  return { args, targets, maxFrames };
+}
+
+/** Parse `pts_time:` of a showinfo line; undefined for other lines. */
+export function parseShowinfoTime(line: string): number | undefined {
+  if (!line.includes('Parsed_showinfo')) return undefined;
+  const m = /\bpts_time:\s*(-?[\d.]+(?:e[-+]?\d+)?)/.exec(line);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}

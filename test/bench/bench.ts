@@ -1,0 +1,310 @@
+/**
+ * `npm run bench`: speed of each stage on this machine, printed and written to
+ * bench-results/bench.json. Clips are generated here (lavfi), so runs are comparable.
+ *
+ *   decode      framewise decode vs bare ffmpeg on the same 720p30 clip (frames/s, ratio)
+ *   embed       frames/s per engine/backend and batch size (same frames, same weights)
+ *   head        LSTM training time per epoch on 1,000 stored sequences; predict time per clip
+ *   end-to-end  clips/min for 16-frame clips, decode overlapped with embed, vs embed-only rate
+ *   queue       (when available) clips/min through BullMQ with N decode workers + 1 embed worker
+ *   windows     long videos (`label --windows`, default 2 s windows every 1 s, bundled head):
+ *               1, 10 and 60 minutes of 160x120 lavfi video; RSS after each and peak during
+ *               each (flat with length), windows/s and frames/s
+ *   memory      peak RSS
+ *
+ * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,
+ *          --windows-minutes 1,10,60 (the video lengths of the windows section)
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig, PROJECT_ROOT } from '../../src/config/index.js';
+import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
+import { decodeFrames, probe, streamFrames } from '../../src/media/ffmpeg.js';
+import { MOTIONS, makeClip, randomClipSpec, runFfmpeg } from '../../src/media/synthetic.js';
+import { createBackbone } from '../../src/ml/backbone-specs.js';
+import type { Backbone } from '../../src/ml/backbone.js';
+import { fitNormalization, HEAD_OPTIONS_SCHEMA, TemporalHead, type SequenceExample } from '../../src/ml/head.js';
+import { DEFAULT_TRAIN_FEATURE } from '../../src/jobs/train.js';
+import { makeTempDir, removeDir } from '../helpers/clips.js';
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' } } });
+const only = values.only ? new Set(values.only.split(',')) : undefined;
+const want = (s: string): boolean => !only || only.has(s);
+const quick = values.quick ?? false;
+
+const results: Record<string, unknown> = {
+  machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+  date: new Date().toISOString(),
+  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+};
+let peakRss = 0;
+const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 100);
+
+const log = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+const fmt = (x: number, d = 1): string => x.toFixed(d);
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+};
+
+function timeCommand(bin: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(bin, args, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${bin} exited ${code}`))));
+  });
+}
+
+async function benchDecode(dir: string): Promise<void> {
+  const clip = join(dir, 'hd.mp4');
+  await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-t', '10', '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', clip]);
+  const info = await probe(clip);
+  const frames = Math.round(info.durationSec * info.fps);
+  const reps = quick ? 1 : 3;
+  const bare: number[] = [];
+  const ours: number[] = [];
+  const uniform: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const ms = await timeCommand('ffmpeg', ['-v', 'error', '-threads', '0', '-i', clip, '-vf', 'scale=224:224:force_original_aspect_ratio=increase:flags=area,crop=224:224', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-y', '/dev/null']);
+    bare.push((frames / ms) * 1000);
+    let t0 = performance.now();
+    let n = 0;
+    for await (const _ of streamFrames(info, { kind: 'fps', fps: 30, maxFrames: 100_000 }, { size: 224, crop: 'center' })) n++;
+    ours.push((n / (performance.now() - t0)) * 1000);
+    t0 = performance.now();
+    await decodeFrames(info, { kind: 'uniform', frames: 16 }, { size: 224, crop: 'center' });
+    uniform.push(performance.now() - t0);
+  }
+  const r = { clip: '1280x720 30 fps H.264, 10 s', bareFfmpegFps: median(bare), framewiseFps: median(ours), ratio: median(ours) / median(bare), uniform16Ms: median(uniform) };
+  results.decode = r;
+  log(`decode     bare ffmpeg ${fmt(r.bareFfmpegFps)} f/s · framewise ${fmt(r.framewiseFps)} f/s (ratio ${fmt(r.ratio, 2)}) · uniform:16 of the 10 s clip ${fmt(r.uniform16Ms, 0)} ms`);
+}
+
+async function makeFrames(dir: string, n: number): Promise<Uint8Array> {
+  const clip = join(dir, 'frames.mp4');
+  await makeClip(randomClipSpec('zoom_in', 7), clip);
+  const b = await decodeFrames(await probe(clip), { kind: 'uniform', frames: n }, { size: 224, crop: 'center' });
+  if (b.count < n) throw new Error(`expected ${n} frames, got ${b.count}`);
+  return b.data;
+}
+
+async function embedRate(b: Backbone, frames: Uint8Array, count: number, reps: number): Promise<number> {
+  const rates: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    await b.embed(frames, count);
+    rates.push((count / (performance.now() - t0)) * 1000);
+  }
+  return median(rates);
+}
+
+async function benchEmbed(dir: string, cacheDir: string): Promise<number> {
+  const frames = await makeFrames(dir, 32);
+  const rows: Array<{ engine: string; backend: string; backbone: string; batch: number; fps: number }> = [];
+  const reps = quick ? 2 : 4;
+  for (const backbone of ['mobilenet_v2_mid', 'mobilenet_v2'] as const) {
+    for (const batch of [1, 4, 8]) {
+      const b = await createBackbone({ id: backbone, engine: 'onnx', featureKind: 'pooled', cacheDir, batchSize: batch });
+      rows.push({ engine: 'onnx', backend: b.info.backend, backbone, batch, fps: await embedRate(b, frames, 32, reps) });
+      await b.dispose();
+    }
+  }
+  for (const batch of [1, 8]) {
+    const b = await createBackbone({ id: 'mobilenet_v2_mid', engine: 'tfjs', featureKind: 'pooled', cacheDir, backend: 'auto', batchSize: batch });
+    rows.push({ engine: 'tfjs', backend: b.info.backend, backbone: 'mobilenet_v2_mid', batch, fps: await embedRate(b, frames, 16, 2) });
+    await b.dispose();
+  }
+  results.embed = rows;
+  for (const r of rows) log(`embed      ${r.engine.padEnd(4)} ${r.backend.padEnd(8)} ${r.backbone.padEnd(16)} batch ${r.batch}: ${fmt(r.fps)} frames/s`);
+  const onnxMid = Math.max(...rows.filter((r) => r.engine === 'onnx' && r.backbone === 'mobilenet_v2_mid').map((r) => r.fps));
+  const wasmMid = Math.max(...rows.filter((r) => r.engine === 'tfjs').map((r) => r.fps));
+  results.embedSummary = { onnxMidFps: onnxMid, tfjsMidFps: wasmMid, speedup: onnxMid / wasmMid };
+  log(`embed      onnx vs tfjs (mobilenet_v2_mid): ${fmt(onnxMid / wasmMid, 2)}×`);
+  return onnxMid;
+}
+
+/** The default head in words, e.g. `projection 64 → lstm 128, dropout 0.3, pooling last, temporal diff none`. */
+function describeHead(): string {
+  const h = HEAD_OPTIONS_SCHEMA.parse({});
+  return `projection ${h.projection} → ${h.bidirectional ? 'bi' : ''}${h.cell} ${h.units}${h.layers > 1 ? ` ×${h.layers}` : ''}, dropout ${h.dropout}, pooling ${h.pooling}, temporal diff ${h.temporalDiff}`;
+}
+
+async function benchHead(): Promise<void> {
+  const T = 16;
+  const dim = 1792;
+  const n = 1000;
+  const examples: SequenceExample[] = Array.from({ length: n }, (_, i) => ({ data: Float32Array.from({ length: T * dim }, (_, k) => Math.abs(Math.sin(i * 31 + k))), count: T }));
+  const labels = examples.map((_, i) => i % 4);
+  const head = await TemporalHead.create({
+    labels: ['a', 'b', 'c', 'd'],
+    backbone: { id: 'mobilenet_v2_mid', version: 'bench', dim, featureKind: DEFAULT_TRAIN_FEATURE },
+    sampling: { policy: { kind: 'uniform', frames: T }, size: 224, crop: 'center' },
+    sequenceLength: T,
+    // the default head of `framewise train` (HEAD_OPTIONS_SCHEMA defaults)
+    normalization: fitNormalization(examples.slice(0, 100), dim, {}),
+  });
+  const epochs = quick ? 2 : 10;
+  const t0 = performance.now();
+  const res = await head.train({ examples, labels }, undefined, { epochs, patience: 1000 });
+  const trainMs = performance.now() - t0;
+  const one = examples.slice(0, 1);
+  await head.predict(one);
+  const p0 = performance.now();
+  const reps = 50;
+  for (let i = 0; i < reps; i++) await head.predict(one);
+  const predictMs = (performance.now() - p0) / reps;
+  head.dispose();
+  const r = { sequences: n, sequenceLength: T, dim, epochs: res.epochsRun, totalMs: trainMs, msPerEpoch: trainMs / res.epochsRun, predictMsPerClip: predictMs, head: describeHead(), feature: DEFAULT_TRAIN_FEATURE };
+  results.head = r;
+  log(`head       train ${r.epochs} epochs on ${n} sequences (16×1792, default head: ${r.head}): ${fmt(r.totalMs / 1000)} s (${fmt(r.msPerEpoch, 0)} ms/epoch) · predict ${fmt(r.predictMsPerClip, 1)} ms/clip`);
+}
+
+async function makeClips(dir: string, n: number, seed: number): Promise<string[]> {
+  const paths: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = join(dir, `clip-${seed}-${i}.mp4`);
+    await makeClip({ ...randomClipSpec(MOTIONS[i % 4] as (typeof MOTIONS)[number], seed + i), width: 640, height: 360, seconds: 2 }, p);
+    paths.push(p);
+  }
+  return paths;
+}
+
+async function benchEndToEnd(dir: string, embedOnlyFps: number): Promise<void> {
+  const n = quick ? 12 : 40;
+  const clips = await makeClips(dir, n, 500);
+  const rt = runtimeFromConfig(loadConfig({}), { cacheDir: join(dir, 'e2e-cache') });
+  const extractor = await createExtractor(rt, { kind: 'uniform', frames: 16 }, { size: 224, crop: 'center' });
+  // open the backbone before the clock starts (model load is not throughput)
+  for await (const _ of extractor.extractMany([{ path: clips[0] as string }])) void _;
+  const t0 = performance.now();
+  let ok = 0;
+  for await (const o of extractor.extractMany(clips.slice(1).map((path) => ({ path })))) if (o.ok) ok++;
+  const ms = performance.now() - t0;
+  await extractor.dispose();
+  const clipsPerMin = (ok / ms) * 60_000;
+  const embedOnlyClipsPerMin = (embedOnlyFps / 16) * 60;
+  const r = { clips: ok, framesPerClip: 16, clipSize: '640x360 H.264, 2 s', clipsPerMin, embedOnlyClipsPerMin, ratio: clipsPerMin / embedOnlyClipsPerMin };
+  results.endToEnd = r;
+  log(`end-to-end ${ok} clips, 16 frames each: ${fmt(clipsPerMin)} clips/min (${fmt((clipsPerMin * 16) / 60)} frames/s) · embed-only ${fmt(embedOnlyClipsPerMin)} clips/min · ratio ${fmt(r.ratio, 2)}`);
+}
+
+async function benchQueue(dir: string): Promise<void> {
+  let mod: { benchQueue?: (o: { clips: string[]; decodeWorkers: number }) => Promise<Record<string, unknown>> };
+  try {
+    const path = '../../src/jobs/queue/bench.js'; // optional module: resolved at run time
+    mod = (await import(path)) as typeof mod;
+  } catch {
+    log('queue      (queue mode not built)');
+    return;
+  }
+  if (!mod.benchQueue) return;
+  const clips = await makeClips(dir, quick ? 8 : 24, 700);
+  for (const decodeWorkers of [1, 2]) {
+    const r = await mod.benchQueue({ clips, decodeWorkers });
+    (results.queue as unknown[] | undefined) ? (results.queue as unknown[]).push(r) : (results.queue = [r]);
+    log(`queue      ${decodeWorkers} decode worker(s) + 1 embed worker: ${fmt(Number(r.clipsPerMin))} clips/min (inline in the same run: ${fmt(Number(r.inlineClipsPerMin))})`);
+  }
+}
+
+/**
+ * Long videos: generate `minutes` of low-resolution lavfi video (fast to encode), label it window
+ * by window with the bundled head, and record RSS after the run and its peak during the run.
+ * Memory must not grow with the video's length (one decode pass, frames embedded in batches,
+ * windows formed and classified as they complete).
+ */
+async function benchWindows(dir: string): Promise<void> {
+  const { labelWindowed } = await import('../../src/jobs/label.js');
+  const { createWindowsDeps } = await import('../../src/jobs/windows.js');
+  const { buildWindowsPolicy } = await import('../../src/media/sampling.js');
+  const { DEFAULT_MODEL_DIR } = await import('../../src/config/index.js');
+  const minutes = (values['windows-minutes'] ?? (quick ? '1,5' : '1,10,60')).split(',').map(Number).filter((m) => m > 0);
+  const head = await TemporalHead.load(DEFAULT_MODEL_DIR);
+  const meta = head.metadata;
+  const frames = meta.sampling.policy.kind === 'uniform' ? meta.sampling.policy.frames : 16;
+  const policy = buildWindowsPolicy(frames);
+  const rt = runtimeFromConfig(loadConfig({}), { cacheDir: join(dir, 'windows-cache') });
+  const deps = await createWindowsDeps(rt);
+  const rows: Array<Record<string, number | string | boolean>> = [];
+  try {
+    await deps.backbone(); // model load is not throughput, nor part of the growth
+    for (const m of minutes) {
+      const video = join(dir, `long-${m}min.mp4`);
+      const g0 = performance.now();
+      await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=12', '-t', String(m * 60), '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', video]);
+      const genMs = performance.now() - g0;
+      global.gc?.();
+      const rssBefore = process.memoryUsage.rss();
+      let peak = rssBefore;
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
+      const t0 = performance.now();
+      let result: Awaited<ReturnType<typeof labelWindowed>>;
+      try {
+        result = await labelWindowed(video, video, head, deps, { policy, geometry: { size: meta.sampling.size, crop: meta.sampling.crop } }, 3);
+      } finally {
+        clearInterval(sampler);
+      }
+      const ms = performance.now() - t0;
+      const rssAfter = process.memoryUsage.rss();
+      peak = Math.max(peak, rssAfter);
+      const windows = result.windows?.length ?? 0;
+      const row = {
+        minutes: m,
+        video: '160x120 12 fps H.264 (testsrc2, ultrafast)',
+        generateSec: genMs / 1000,
+        windows,
+        framesEmbedded: result.frames,
+        segments: result.segments?.length ?? 0,
+        seconds: ms / 1000,
+        windowsPerSec: (windows / ms) * 1000,
+        framesPerSec: (result.frames / ms) * 1000,
+        rssBeforeMiB: rssBefore / 2 ** 20,
+        rssAfterMiB: rssAfter / 2 ** 20,
+        peakRssMiB: peak / 2 ** 20,
+        heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20,
+        resultJsonKiB: JSON.stringify(result).length / 1024,
+      };
+      rows.push(row);
+      log(
+        `windows    ${String(m).padStart(3)} min: ${windows} windows, ${result.frames} frames in ${fmt(row.seconds, 0)} s (${fmt(row.windowsPerSec)} windows/s, ${fmt(row.framesPerSec)} frames/s) · RSS after ${fmt(row.rssAfterMiB, 0)} MiB, peak ${fmt(row.peakRssMiB, 0)} MiB (before ${fmt(row.rssBeforeMiB, 0)} MiB)`,
+      );
+      await removeDir(video).catch(() => undefined);
+    }
+  } finally {
+    await deps.dispose();
+    head.dispose();
+  }
+  results.windows = { policy: `W ${policy.windowSec} s, S ${policy.strideSec} s, ${policy.frames} frames per window`, engine: rt.engine, runs: rows };
+}
+
+async function main(): Promise<void> {
+  const dir = await makeTempDir('fw-bench-');
+  const cacheDir = join(dir, 'cache');
+  try {
+    log(`framewise bench · ${cpus().length} cores (${cpus()[0]?.model ?? '?'}) · node ${process.version}${quick ? ' · quick' : ''}`);
+    if (want('decode')) await benchDecode(dir);
+    let embedFps = 0;
+    if (want('embed') || want('e2e')) embedFps = await benchEmbed(dir, cacheDir);
+    if (want('head')) await benchHead();
+    if (want('e2e')) await benchEndToEnd(dir, embedFps);
+    if (want('queue')) await benchQueue(dir);
+    if (want('windows')) await benchWindows(dir);
+  } finally {
+    clearInterval(rssTimer);
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+    results.peakRssMiB = peakRss / 2 ** 20;
+    log(`memory     peak RSS ${fmt(peakRss / 2 ** 20, 0)} MiB`);
+    const outDir = join(PROJECT_ROOT, 'bench-results');
+    await mkdir(outDir, { recursive: true });
+    await writeFile(join(outDir, 'bench.json'), `${JSON.stringify(results, null, 2)}\n`);
+    log(`written    ${join('bench-results', 'bench.json')}`);
+    await removeDir(dir);
+  }
+}
+
+await main();

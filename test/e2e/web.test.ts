@@ -1,0 +1,268 @@
+/**
+ * The web page in a real browser (Debian chromium driven by playwright-core) against the real
+ * API server, real workers (in this process), a real redis-server and real ffmpeg:
+ *  - upload a generated clip on the page, follow its progress, see the video with the timeline of
+ *    its segments, click a segment to seek;
+ *  - the timeline of a long video labelled window by window (the concatenated zoom_in + pan_left
+ *    + zoom_out video: three segments at the right places);
+ *  - a batch started from the page, its progress, counts and results;
+ *  - the models page (the registry, or a clear "not available" while the API has none).
+ * Screenshots go to test-output/screenshots/ for a person to look at.
+ *
+ * Needs /usr/bin/chromium (`bash scripts/setup.sh --test` installs Debian's `chromium`); the
+ * test is skipped, saying so, when it is missing.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildServer } from '../../src/api/server.js';
+import { webPlugin } from '../../src/api/web.js';
+import { PROJECT_ROOT, type Config } from '../../src/config/index.js';
+import { labelWindowed, type LabelSuccess } from '../../src/jobs/label.js';
+import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
+import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
+import { assertValidResult } from '../../src/jobs/result-schema.js';
+import { runtimeFromConfig } from '../../src/jobs/runtime.js';
+import { createWindowsDeps } from '../../src/jobs/windows.js';
+import { buildWindowsPolicy } from '../../src/media/sampling.js';
+import { makeClip, randomClipSpec } from '../../src/media/synthetic.js';
+import { TemporalHead } from '../../src/ml/head.js';
+import { ensureTestModel, freshCacheDir, makeBadFiles, testConfig, testEnv } from '../helpers/queue-fixtures.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { makeChangingVideo } from '../helpers/windows-clips.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const SHOTS = join(PROJECT_ROOT, 'test-output', 'screenshots');
+const haveChromium = existsSync(CHROMIUM);
+
+let redis: TestRedis;
+let work: string;
+let roots: string;
+let config: Config;
+let rt: QueueRuntime;
+let app: FastifyInstance;
+let workers: WorkerGroup;
+let base: string;
+let context: BrowserContext;
+let page: Page;
+let changing: string;
+let truth: { boundaries: number[]; labels: string[]; durationSec: number };
+const browserErrors: string[] = [];
+let jobId: string;
+
+beforeAll(async () => {
+  if (!haveChromium) return;
+  const modelDir = await ensureTestModel();
+  redis = await startRedis();
+  work = await mkdtemp(join(tmpdir(), 'fw-web-'));
+  roots = join(work, 'roots');
+  await mkdir(join(roots, 'batch'), { recursive: true });
+  changing = join(roots, 'changing.mp4');
+  truth = await makeChangingVideo(changing);
+  await Promise.all([
+    makeClip({ ...randomClipSpec('pan_left', 7022), seconds: 2, fps: 25 }, join(roots, 'batch', 'pan_left.mp4')),
+    makeClip({ ...randomClipSpec('zoom_out', 705), seconds: 2, fps: 25 }, join(roots, 'batch', 'zoom_out.mp4')),
+  ]);
+  await makeBadFiles(join(roots, 'batch'), join(roots, 'batch', 'pan_left.mp4')).then(({ empty, truncated }) => Promise.all([rm(empty), rm(truncated)]));
+  config = testConfig(testEnv({ redisUrl: redis.url, prefix: 'web', cacheDir: await freshCacheDir(work), dataDir: join(work, 'data'), modelDir, extra: { FRAMEWISE_PATH_ROOTS: roots } }));
+  rt = openQueueRuntime(config);
+  app = await buildServer(config, { runtime: rt, ssePollMs: 100 });
+  // the API server registers the page itself once src/api/server.ts has the line; until then the test does
+  if (!app.hasRoute({ method: 'GET', url: '/' })) await app.register(webPlugin, { runtime: rt, config });
+  base = await app.listen({ host: '127.0.0.1', port: 0 });
+  workers = await startWorkers(['decode', 'embed', 'classify', 'webhook'], config);
+  await mkdir(SHOTS, { recursive: true });
+  context = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'fw-chromium-')), {
+    executablePath: CHROMIUM,
+    args: CHROMIUM_ARGS,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    acceptDownloads: true,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (e) => browserErrors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') browserErrors.push(`console: ${m.text()}`);
+  });
+}, 300_000);
+
+afterAll(async () => {
+  await context?.close();
+  await app?.close();
+  await workers?.close();
+  await rt?.close();
+  await redis?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+interface ShownSegment {
+  label: string;
+  start: number;
+  end: number;
+  left: number;
+  width: number;
+}
+
+/** The segments the timeline shows: their data and where they are drawn (fractions of the timeline's width). */
+async function timelineSegments(): Promise<ShownSegment[]> {
+  return page.$$eval('#timeline .segment', (els) => {
+    const tl = (els[0]?.parentElement as HTMLElement).getBoundingClientRect();
+    return els.map((el) => {
+      const r = el.getBoundingClientRect();
+      const d = (el as HTMLElement).dataset;
+      return { label: d.label ?? '', start: Number(d.start), end: Number(d.end), left: (r.left - tl.left) / tl.width, width: r.width / tl.width };
+    });
+  });
+}
+
+async function jobStatus(id: string): Promise<{ state: string; result: LabelSuccess | null }> {
+  const res = await fetch(`${base}/v1/jobs/${id}`);
+  return (await res.json()) as { state: string; result: LabelSuccess | null };
+}
+
+describe.skipIf(!haveChromium)('web page (chromium)', () => {
+  it('uploads a clip, shows per-stage progress, then the video with the timeline of its segments', async () => {
+    await page.goto(`${base}/`);
+    await expect(page.title()).resolves.toBe('framewise');
+    await page.setInputFiles('#clip-file', changing);
+    await page.click('#upload-button');
+    await page.waitForURL(/#\/jobs\/clip-[0-9a-f]{32}$/, { timeout: 60_000 });
+    jobId = /#\/jobs\/(clip-[0-9a-f]{32})$/.exec(page.url())?.[1] as string;
+    await page.waitForSelector('#timeline .segment', { timeout: 120_000 });
+
+    const status = await jobStatus(jobId);
+    expect(status.state).toBe('completed');
+    const result = status.result as LabelSuccess;
+    assertValidResult(result);
+    // every stage shown finished
+    const stages = await page.$$eval('#stages .bar', (els) => els.map((e) => [(e as HTMLElement).dataset.stage, (e as HTMLElement).dataset.state]));
+    expect(stages).toEqual([
+      ['decode', 'completed'],
+      ['embed', 'completed'],
+      ['classify', 'completed'],
+    ]);
+    // the timeline shows the result's segments (a clip-level result: one segment over the whole clip)
+    const shown = await timelineSegments();
+    const expected = result.segments ?? [{ label: result.label, start: 0, end: result.durationSec }];
+    expect(shown.map((s) => s.label)).toEqual(expected.map((s) => s.label));
+    expect(shown[0]?.left).toBeCloseTo(0, 2);
+    expect(shown.reduce((a, s) => a + s.width, 0)).toBeCloseTo(1, 1);
+    if (result.windows) {
+      // the API labels windows: the three parts must be there (see the next test for the rendering itself)
+      expect(shown.map((s) => s.label)).toEqual(truth.labels);
+    }
+    expect(await page.textContent('#clip-label')).toBe(result.label);
+    expect(await page.$$eval('#topk li', (els) => els.map((e) => (e as HTMLElement).dataset.label))).toEqual(result.topK.map((t) => t.label));
+    expect(await page.getAttribute('#json-link', 'href')).toBe(`/v1/jobs/${jobId}`);
+
+    // the video plays from the server (Range requests) and seeks where a segment is clicked
+    await page.waitForFunction(() => (document.getElementById('video') as HTMLVideoElement).readyState >= 1, undefined, { timeout: 30_000 });
+    const duration = await page.$eval('#video', (v) => (v as HTMLVideoElement).duration);
+    expect(duration).toBeCloseTo(truth.durationSec, 0);
+    await page.screenshot({ path: join(SHOTS, 'web-job-upload.png'), fullPage: true });
+    expect(browserErrors).toEqual([]);
+  });
+
+  it('draws a windowed result: three segments at the right places; a click seeks the video', async () => {
+    // the same video labelled window by window (inline: the same functions `label --windows` runs)
+    const head = await TemporalHead.load(config.modelDir);
+    const deps = await createWindowsDeps(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')) }));
+    let windowed: LabelSuccess;
+    try {
+      windowed = await labelWindowed(changing, 'changing.mp4', head, deps, { policy: buildWindowsPolicy(16, 2, 1), geometry: { size: 224, crop: 'center' } }, 3);
+    } finally {
+      await deps.dispose();
+      head.dispose();
+    }
+    assertValidResult(windowed);
+    expect(windowed.segments?.map((s) => s.label)).toEqual(truth.labels);
+    // the page shows whatever GET /v1/jobs/:id returns: serve it this result for the uploaded job
+    const real = await jobStatus(jobId);
+    await page.route(`${base}/v1/jobs/${jobId}`, (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ ...real, result: windowed }) }));
+    await page.goto(`${base}/#/jobs/${jobId}`);
+    await page.reload();
+    await page.waitForSelector('#windows-heat', { timeout: 30_000 });
+    const shown = await timelineSegments();
+    expect(shown.map((s) => s.label)).toEqual(truth.labels);
+    for (const [i, b] of truth.boundaries.entries()) {
+      const seg = shown[i + 1] as ShownSegment;
+      expect(Math.abs(seg.start - b)).toBeLessThanOrEqual(1); // within one stride of the true change
+      expect(Math.abs(seg.left * truth.durationSec - seg.start)).toBeLessThan(0.1); // drawn where it is
+    }
+    expect(await page.$$eval('#segments tr.clickable', (els) => els.length)).toBe(3);
+    await page.waitForFunction(() => (document.getElementById('video') as HTMLVideoElement).readyState >= 1, undefined, { timeout: 30_000 });
+    await page.click('#timeline .segment[data-label="zoom_out"]');
+    await page.waitForFunction((t) => Math.abs((document.getElementById('video') as HTMLVideoElement).currentTime - t) < 0.6, shown[2]?.start ?? 8, { timeout: 10_000 });
+    await page.$eval('#video', (v) => (v as HTMLVideoElement).pause());
+    await page.screenshot({ path: join(SHOTS, 'web-job-windows-timeline.png'), fullPage: true });
+    await page.unroute(`${base}/v1/jobs/${jobId}`);
+    expect(browserErrors).toEqual([]);
+  });
+
+  it('starts a batch from the page and shows its progress, counts and results', async () => {
+    await page.goto(`${base}/#/batches`);
+    await page.selectOption('#batch-kind', 'path');
+    await page.fill('#batch-source', join(roots, 'batch'));
+    await page.click('#batch-form button[type=submit]');
+    await page.waitForURL(/#\/batches\/batch-[0-9a-f]{32}$/, { timeout: 30_000 });
+    await page.waitForFunction(() => document.getElementById('batch-state')?.textContent === 'completed', undefined, { timeout: 120_000 });
+    const counts = await page.$$eval('#batch-counts [data-count]', (els) => Object.fromEntries(els.map((e) => [(e as HTMLElement).dataset.count, Number(e.querySelector('b')?.textContent)])));
+    expect(counts).toMatchObject({ total: 3, completed: 2, failed: 1 });
+    await page.waitForFunction(() => document.querySelectorAll('#batch-results tr[data-ok]').length === 3, undefined, { timeout: 10_000 });
+    expect(await page.$$eval('#batch-results tr[data-ok="false"]', (els) => els.map((e) => e.textContent))).toEqual([expect.stringContaining('FW_ERR_')]);
+    const batchId = /#\/batches\/(batch-[0-9a-f]{32})$/.exec(page.url())?.[1] as string;
+    expect(await page.getAttribute('#download-csv', 'href')).toBe(`/v1/batches/${batchId}/results?format=csv`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-jsonl')]);
+    expect(download.suggestedFilename()).toBe(`${batchId}.jsonl`);
+    await page.screenshot({ path: join(SHOTS, 'web-batch.png'), fullPage: true });
+    // the list of batches shows it too
+    await page.goto(`${base}/#/batches`);
+    await page.waitForSelector('#batch-list table', { timeout: 10_000 });
+    await page.screenshot({ path: join(SHOTS, 'web-batches.png'), fullPage: true });
+    expect(browserErrors).toEqual([]);
+  });
+
+  it('renders the models page: the registry, or a clear "not available"', async () => {
+    const res = await fetch(`${base}/v1/models`);
+    await page.goto(`${base}/#/models`);
+    if (res.status === 404) {
+      await page.waitForSelector('#models-unavailable', { timeout: 10_000 });
+      expect(await page.textContent('#models-unavailable')).toContain('not available');
+    } else {
+      await page.waitForSelector('#models [data-model]', { timeout: 10_000 });
+      expect(await page.$$eval('#models [data-version]', (els) => els.length)).toBeGreaterThan(0);
+    }
+    await page.screenshot({ path: join(SHOTS, 'web-models.png'), fullPage: true });
+    expect(browserErrors.filter((e) => !e.includes('404'))).toEqual([]);
+  });
+});
+
+describe('web plugin without a browser', () => {
+  it.skipIf(!haveChromium)('serves only the page\'s files, and video ranges', async () => {
+    const index = await fetch(`${base}/`);
+    expect(index.headers.get('content-type')).toContain('text/html');
+    expect(await index.text()).toContain('/web/app.js');
+    expect((await fetch(`${base}/web/app.js`)).headers.get('content-type')).toContain('javascript');
+    expect((await fetch(`${base}/web/..%2Fpackage.json`)).status).toBe(404);
+    expect((await fetch(`${base}/web/nope.js`)).status).toBe(404);
+    const cfg = await (await fetch(`${base}/v1/web/config`)).json();
+    expect(cfg).toMatchObject({ pathInput: true, apiKeyRequired: false });
+    // the job's video, whole and by range (what <video> asks for to seek)
+    const whole = await fetch(`${base}/v1/jobs/${jobId}/video`);
+    expect(whole.headers.get('accept-ranges')).toBe('bytes');
+    expect(whole.headers.get('content-type')).toBe('video/mp4');
+    const size = (await whole.arrayBuffer()).byteLength;
+    const part = await fetch(`${base}/v1/jobs/${jobId}/video`, { headers: { range: 'bytes=100-199' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 100-199/${size}`);
+    expect((await part.arrayBuffer()).byteLength).toBe(100);
+    expect((await fetch(`${base}/v1/jobs/${jobId}/video`, { headers: { range: `bytes=${size + 10}-` } })).status).toBe(416);
+    expect((await fetch(`${base}/v1/jobs/clip-${'0'.repeat(32)}/video`)).status).toBe(404);
+  });
+});
+
