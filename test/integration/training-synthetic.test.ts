@@ -3,7 +3,8 @@
  * (a) order: zoom in vs zoom out of the same scene (one clip is the other backwards);
  * (b) position over time: a shape moving left vs right over the same background.
  * The default (`framewise train` with no head options) must reach ≥ 95 % on held-out pairs of
- * both; the order-blind mean of global-average-pooled (GAP) features stays near chance on both.
+ * both; the order-blind mean of global-average-pooled (GAP) features gives a clip and its reversed
+ * twin the same answer (so it is at chance) on both.
  * Then the product path on the same (stored) features: train → register → label with NAME
  * (unknown threshold recorded) → eval with a report (contact sheets of the mistakes).
  */
@@ -14,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, PROJECT_ROOT } from '../../src/config/index.js';
 import { readManifest } from '../../src/features/inputs.js';
 import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
-import { collectFeatures, DEFAULT_TRAIN_FEATURE, evaluateHead, runTraining, trainHead, type LabelledFeatures } from '../../src/jobs/train.js';
+import { collectFeatures, DEFAULT_TRAIN_FEATURE, predictLabelled, runTraining, trainHead, type LabelledFeatures } from '../../src/jobs/train.js';
 import { runEvaluation } from '../../src/jobs/evaluate.js';
 import { main } from '../../src/cli/main.js';
 import type { FeatureKind } from '../../src/ml/backbone.js';
@@ -53,23 +54,36 @@ async function features(manifest: string, kind: FeatureKind): Promise<{ data: La
   return { data, extractor };
 }
 
-async function score(task: keyof typeof tasks, kind: FeatureKind, head: Record<string, unknown>): Promise<number> {
+/** Top-1 on the held-out pairs, and the largest gap between the probabilities given to a clip and to its reversed twin. */
+async function score(task: keyof typeof tasks, kind: FeatureKind, head: Record<string, unknown>): Promise<{ top1: number; twinGap: number }> {
   const train = await features(tasks[task].train, kind);
   const test = await features(tasks[task].test, kind);
   const r = await trainHead({ extractor: train.extractor, train: train.data, val: { kind: 'stratified', fraction: 0.2, seed: 1 }, id: task, head, training: { seed: 1 }, baseline: false });
-  const m = await evaluateHead(r.head, test.data);
+  const { metrics, probs } = await predictLabelled(r.head, test.data);
   r.head.dispose();
-  return m.top1;
+  // the test manifest lists the forward clips 0..n-1, then their twins 0..n-1
+  let twinGap = 0;
+  for (let k = 0; k < TEST_PAIRS; k++) {
+    const a = probs[k] as Float32Array;
+    const b = probs[k + TEST_PAIRS] as Float32Array;
+    for (let c = 0; c < a.length; c++) twinGap = Math.max(twinGap, Math.abs((a[c] as number) - (b[c] as number)));
+  }
+  return { top1: metrics.top1, twinGap };
 }
 
 describe('the default head on time-decided tasks (generated clips)', () => {
   for (const task of ['order', 'position'] as const) {
-    it(`${task === 'order' ? '(a) zoom in vs out' : '(b) shape moving left vs right'}: default ≥ 95 %, mean-pooled GAP ≈ chance`, async () => {
+    it(`${task === 'order' ? '(a) zoom in vs out' : '(b) shape moving left vs right'}: default ≥ 95 %, mean-pooled GAP at chance`, async () => {
       const def = await score(task, DEFAULT_TRAIN_FEATURE, {});
       const gap = await score(task, 'pooled', { cell: 'mean', temporalDiff: 'none' });
-      console.log(`${task}: default (${DEFAULT_TRAIN_FEATURE}, ${JSON.stringify(HEAD_OPTIONS_SCHEMA.parse({}))}) ${(def * 100).toFixed(0)} %, mean-pooled GAP ${(gap * 100).toFixed(0)} % (chance 50 %, n=${2 * TEST_PAIRS})`);
-      expect(def).toBeGreaterThanOrEqual(0.95);
-      expect(gap).toBeLessThanOrEqual(0.67);
+      console.log(
+        `${task}: default (${DEFAULT_TRAIN_FEATURE}, ${JSON.stringify(HEAD_OPTIONS_SCHEMA.parse({}))}) ${(def.top1 * 100).toFixed(0)} %, mean-pooled GAP ${(gap.top1 * 100).toFixed(0)} % (chance 50 %, n=${2 * TEST_PAIRS}); largest twin gap: default ${def.twinGap.toFixed(3)}, GAP ${gap.twinGap.toExponential(1)}`,
+      );
+      expect(def.top1).toBeGreaterThanOrEqual(0.95);
+      // order-blind: a clip and its reversed twin (the same sampled frames) get the same answer,
+      // so on each pair it is right at most once: chance, whatever it learned
+      expect(gap.twinGap).toBeLessThan(1e-3);
+      expect(def.twinGap).toBeGreaterThan(0.5);
     }, 240_000);
   }
 });
