@@ -1,7 +1,7 @@
 // framewise web page: plain JavaScript (an ES module), no framework, nothing loaded from elsewhere.
 // It uses the public HTTP API only:
 //   POST /v1/clips (multipart `file`, or JSON {path}) → {jobId}; GET /v1/jobs/:id; GET /v1/jobs/:id/events (SSE);
-//   GET /v1/jobs/:id/video; POST/GET /v1/batches…; GET /v1/models, POST /v1/models/:name/promote (when present).
+//   GET /v1/jobs/:id/video; POST/GET /v1/batches…; GET /v1/models, POST /v1/models/:name/promote, GET /v1/trainings.
 // Views (hash routes): #/ (label a clip), #/jobs/<id>, #/batches, #/batches/<id>, #/models.
 
 const app = document.getElementById('app');
@@ -300,7 +300,7 @@ function viewJob(id) {
   );
 
   let finished = false;
-  const setStage = (stage, state, progress) => {
+  const setStage = (stage, state, progress, detail) => {
     const r = rows[stage];
     if (!r) return;
     const p = state === 'completed' ? 100 : Math.max(0, Math.min(100, Number(progress) || 0));
@@ -308,7 +308,9 @@ function viewJob(id) {
     r.bar.classList.toggle('done', state === 'completed');
     r.bar.classList.toggle('failed', state === 'failed');
     r.bar.dataset.state = state;
-    r.text.textContent = state === 'active' ? `running ${p}%` : state;
+    // a windows pass says how far into the video it is
+    const seconds = detail && detail.durationSec > 0 ? ` · ${Number(detail.doneSec).toFixed(1)} / ${Number(detail.durationSec).toFixed(1)} s` : '';
+    r.text.textContent = state === 'active' ? `running ${p}%${seconds}` : state;
   };
   const setState = (state) => {
     badge.textContent = state;
@@ -317,7 +319,7 @@ function viewJob(id) {
   };
   const applyStatus = (st) => {
     if (st.source) title.textContent = st.source;
-    for (const s of STAGES) if (st.stages && st.stages[s]) setStage(s, st.stages[s].state, st.stages[s].progress);
+    for (const s of STAGES) if (st.stages && st.stages[s]) setStage(s, st.stages[s].state, st.stages[s].progress, st.stages[s].detail);
     setState(st.state);
     if (st.state === 'completed' && st.result) finish(st.result);
     else if (st.state === 'failed' || st.state === 'cancelled') finishWithError(st.error);
@@ -355,7 +357,7 @@ function viewJob(id) {
       return streamEvents(
         `/v1/jobs/${id}/events`,
         (event, data) => {
-          if (event === 'stage') setStage(data.stage, data.state, data.progress);
+          if (event === 'stage') setStage(data.stage, data.state, data.progress, data.detail);
           else if (event === 'state') setState(data.state);
           else if (event === 'result') finish(data.result || data.line);
           else if (event === 'failed' || event === 'cancelled') {
@@ -736,105 +738,141 @@ function viewBatch(id) {
 // ---------------------------------------------------------------------------------------------
 // view: models
 
-/** Accept the registry's answer in the shapes it may take: an array, {models: []}, versions inline or not. */
-function normalizeModels(body) {
-  const list = Array.isArray(body) ? body : body && Array.isArray(body.models) ? body.models : [];
-  return list.map((m) => {
-    const name = m.name || m.id || 'model';
-    const versions = Array.isArray(m.versions) ? m.versions : [m];
-    const current = m.current || m.promoted || m.production || m.active;
-    return {
-      name,
-      versions: versions.map((v) => {
-        const all = v.metrics || (v.metadata && v.metadata.metrics) || {};
-        const metrics = all.validation || all.test || all;
-        const version = typeof v === 'string' ? v : v.version || v.id;
-        return {
-          version,
-          created: v.created || v.createdAt,
-          metrics,
-          report: v.reportUrl || (typeof v.report === 'string' ? v.report : undefined) || (v.links && v.links.report) || (v.evaluation && (v.evaluation.reportUrl || v.evaluation.url)),
-          current: Boolean(v.current || v.promoted || v.stage === 'production' || (current && (current === version || current.version === version))),
-          stage: v.stage,
-        };
+/** Open a report (HTML) in a new tab: fetched with the API key, shown from a blob. */
+async function openReport(url) {
+  const res = await fetch(url, { headers: authHeaders() });
+  if (!res.ok) throw new ApiError(res.status, `HTTP_${res.status}`, 'the report could not be read');
+  window.open(URL.createObjectURL(await res.blob()), '_blank', 'noopener');
+}
+
+const num = (x) => (typeof x === 'number' ? pct(x) : '–');
+
+function modelCard(m, current, reload) {
+  const msg = h('div');
+  const fail = (err) => msg.replaceChildren(errorBox(err));
+  return h(
+    'section',
+    { class: 'card', dataset: { model: m.name } },
+    h('h2', {}, m.name, m.promoted ? [' ', h('span', { class: 'muted small' }, `promoted: ${m.promoted}`)] : [' ', h('span', { class: 'badge' }, 'no promoted version')]),
+    h(
+      'table',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', {}, 'Version'),
+        h('th', {}, 'Created'),
+        h('th', {}, 'Labels'),
+        h('th', { class: 'num' }, 'Top-1'),
+        h('th', { class: 'num' }, 'Top-5'),
+        h('th', { class: 'num' }, 'Mean class acc.'),
+        h('th', { class: 'num' }, 'Baseline top-1'),
+        h('th', { class: 'num' }, 'Unknown below'),
+        h('th', {}, 'Report'),
+        h('th', {}, ''),
+      ),
+      m.versions.map((v) => {
+        const val = (v.metrics && v.metrics.validation) || {};
+        const base = v.metrics && v.metrics.baseline && v.metrics.baseline.validation;
+        const inUse = current && current.id === m.name && current.version === v.version;
+        return h(
+          'tr',
+          { dataset: { version: v.version } },
+          h(
+            'td',
+            { class: 'mono' },
+            v.version,
+            v.promoted ? [' ', h('span', { class: 'badge ok' }, 'promoted')] : null,
+            inUse ? [' ', h('span', { class: 'badge ok' }, 'in use')] : null,
+            v.training && v.training.cancelled ? [' ', h('span', { class: 'badge', title: `cancelled after epoch ${v.training.cancelled.afterEpoch}; best epoch ${v.training.cancelled.bestEpoch} kept` }, 'cancelled')] : null,
+          ),
+          h('td', { class: 'muted' }, v.created ? new Date(v.created).toLocaleString() : '–'),
+          h('td', {}, (v.labels || []).join(', ')),
+          h('td', { class: 'num' }, num(val.top1)),
+          h('td', { class: 'num' }, num(val.top5)),
+          h('td', { class: 'num' }, num(val.meanClassAccuracy)),
+          h('td', { class: 'num' }, num(base && base.top1)),
+          h('td', { class: 'num' }, typeof v.unknownThreshold === 'number' && v.unknownThreshold > 0 ? v.unknownThreshold.toFixed(3) : '–'),
+          h('td', {}, v.reportUrl ? h('a', { href: v.reportUrl, class: 'report-link', onclick: (ev) => (ev.preventDefault(), openReport(v.reportUrl).catch(fail)) }, 'report') : h('span', { class: 'muted' }, '–')),
+          h(
+            'td',
+            {},
+            v.promoted
+              ? ''
+              : h(
+                  'button',
+                  {
+                    type: 'button',
+                    class: 'secondary',
+                    onclick: () => api(`/v1/models/${encodeURIComponent(m.name)}/promote`, { method: 'POST', json: { version: v.version } }).then(reload, fail),
+                  },
+                  'Promote',
+                ),
+          ),
+        );
       }),
-    };
-  });
+    ),
+    msg,
+  );
+}
+
+function trainingsTable(trainings, reload) {
+  if (trainings.length === 0) return h('p', { class: 'muted' }, 'No trainings yet (POST /v1/trainings, see the API docs).');
+  return h(
+    'table',
+    { id: 'trainings' },
+    h('tr', {}, h('th', {}, 'Training'), h('th', {}, 'Model'), h('th', {}, 'State'), h('th', { class: 'num' }, 'Epochs'), h('th', { class: 'num' }, 'Val. acc.'), h('th', {}, 'Version'), h('th', {}, '')),
+    trainings.map((t) => {
+      const epochs = (t.progress && t.progress.epochs) || [];
+      const lastEpoch = epochs[epochs.length - 1];
+      const running = t.state === 'queued' || t.state === 'active';
+      return h(
+        'tr',
+        { dataset: { training: t.trainingId, state: t.state } },
+        h('td', { class: 'mono', title: t.trainingId }, shortId(t.trainingId)),
+        h('td', {}, t.name || '–'),
+        h('td', {}, h('span', { class: `badge ${t.state}` }, t.state), t.error ? [' ', h('span', { class: 'muted small' }, t.error.code)] : null),
+        h('td', { class: 'num' }, `${epochs.length}${t.progress && t.progress.maxEpochs ? ` / ${t.progress.maxEpochs}` : ''}`),
+        h('td', { class: 'num' }, lastEpoch && typeof lastEpoch.valAcc === 'number' ? pct(lastEpoch.valAcc) : '–'),
+        h('td', { class: 'mono' }, t.result ? t.result.version : '–'),
+        h('td', {}, running ? h('button', { type: 'button', class: 'secondary', onclick: () => api(`/v1/trainings/${t.trainingId}`, { method: 'DELETE' }).then(reload, reload) }, 'Cancel') : ''),
+      );
+    }),
+  );
 }
 
 function viewModels() {
   const area = h('div', { id: 'models' }, h('p', { class: 'muted' }, 'Loading…'));
   app.replaceChildren(h('h1', {}, 'Models'), area);
+  let timer;
+  let stopped = false;
   const load = () =>
-    api('/v1/models')
-      .then((body) => {
-        const models = normalizeModels(body);
-        if (models.length === 0) {
-          area.replaceChildren(h('div', { class: 'box info' }, 'The registry has no models.'));
-          return;
-        }
+    Promise.all([api('/v1/models'), api('/v1/trainings')])
+      .then(([body, tr]) => {
+        if (stopped) return;
+        const current = body.current || {};
+        const trainings = tr.trainings || [];
         area.replaceChildren(
-          ...models.map((m) => {
-            const msg = h('div');
-            const num = (x) => (typeof x === 'number' ? pct(x) : '–');
-            return h(
-              'section',
-              { class: 'card', dataset: { model: m.name } },
-              h('h2', {}, m.name),
-              h(
-                'table',
-                {},
-                h('tr', {}, h('th', {}, 'Version'), h('th', {}, 'Created'), h('th', { class: 'num' }, 'Top-1'), h('th', { class: 'num' }, 'Top-5'), h('th', { class: 'num' }, 'Mean class acc.'), h('th', {}, 'Evaluation'), h('th', {}, '')),
-                m.versions.map((v) =>
-                  h(
-                    'tr',
-                    { dataset: { version: v.version } },
-                    h('td', { class: 'mono' }, v.version, v.current ? [' ', h('span', { class: 'badge ok' }, 'current')] : v.stage ? [' ', h('span', { class: 'badge' }, v.stage)] : null),
-                    h('td', { class: 'muted' }, v.created ? new Date(v.created).toLocaleString() : '–'),
-                    h('td', { class: 'num' }, num(v.metrics.top1)),
-                    h('td', { class: 'num' }, num(v.metrics.top5)),
-                    h('td', { class: 'num' }, num(v.metrics.meanClassAccuracy)),
-                    h('td', {}, v.report ? h('a', { href: v.report, target: '_blank', rel: 'noopener' }, 'report') : h('span', { class: 'muted' }, '–')),
-                    h(
-                      'td',
-                      {},
-                      v.current
-                        ? ''
-                        : h(
-                            'button',
-                            {
-                              type: 'button',
-                              class: 'secondary',
-                              onclick: () =>
-                                api(`/v1/models/${encodeURIComponent(m.name)}/promote`, { method: 'POST', json: { version: v.version } }).then(load, (err) =>
-                                  msg.replaceChildren(err instanceof ApiError && err.status === 404 ? h('div', { class: 'box info' }, 'Promoting is not available on this server (POST /v1/models/:name/promote answered 404).') : errorBox(err)),
-                                ),
-                            },
-                            'Promote',
-                          ),
-                    ),
-                  ),
-                ),
-              ),
-              msg,
-            );
-          }),
+          h(
+            'div',
+            { class: current.error ? 'box error' : 'box info', id: 'current-model' },
+            current.error ? `New jobs have no model: ${current.error.code}: ${current.error.message}` : ['New jobs are labelled with ', h('b', { class: 'mono' }, `${current.id} ${current.version}`), current.ref ? ` (FRAMEWISE_MODEL=${current.ref})` : ''],
+          ),
+          ...(body.models.length === 0 ? [h('div', { class: 'box info' }, 'The registry has no models yet: train one (framewise train --register NAME, or POST /v1/trainings).')] : body.models.map((m) => modelCard(m, current, load))),
+          h('h2', {}, 'Trainings'),
+          trainingsTable(trainings, load),
         );
+        // follow running trainings
+        if (trainings.some((t) => t.state === 'queued' || t.state === 'active')) timer = setTimeout(load, 1000);
       })
       .catch((err) => {
-        if (err instanceof ApiError && err.status === 404) {
-          area.replaceChildren(
-            h(
-              'div',
-              { class: 'box info', id: 'models-unavailable' },
-              h('b', {}, 'Models are not available on this server. '),
-              'GET /v1/models answered 404: this version of the API has no model registry. The model in use is shown at the top right (from /readyz).',
-            ),
-          );
-        } else area.replaceChildren(errorBox(err));
+        if (!stopped) area.replaceChildren(errorBox(err));
       });
   load();
-  return () => {};
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 /**
- * The train worker process: a seam for training the head as a queue job (not implemented yet:
- * its jobs fail with FW_ERR_NOT_IMPLEMENTED).
+ * The train worker process: training jobs (POST /v1/trainings), one at a time, with the same
+ * `runTraining` as `framewise train`. One process per device.
  */
 import { runWorkerProcess } from '../src/jobs/queue/workers.js';
 

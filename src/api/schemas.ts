@@ -2,6 +2,13 @@
 
 const webhook = { type: 'string', format: 'uri', description: 'http(s) URL called (POST, JSON) when the job or batch finishes; retried with backoff' } as const;
 const topK = { type: 'integer', minimum: 1, maximum: 100, description: 'how many classes each result lists (default FRAMEWISE_TOP_K)' } as const;
+const windows = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 40,
+  description: 'label window by window ("which action, when", as `label --windows`): `W,S` seconds (e.g. `2,1`), `W` (S = W/2) or `auto` (2,1); the result adds `windows`, `segments` and `segmentation`',
+} as const;
+const threshold = { type: 'number', minimum: 0, maximum: 1, description: 'with `windows`: the segments\' unknown threshold (as `label --threshold`; default the model\'s unknownThreshold, else 0.5)' } as const;
 
 export const CLIP_JSON_BODY = {
   type: 'object',
@@ -11,6 +18,8 @@ export const CLIP_JSON_BODY = {
     url: { type: 'string', format: 'uri', description: 'an http(s) URL to download (only when FRAMEWISE_ALLOW_URL_INPUT is true)' },
     webhook,
     topK,
+    windows,
+    threshold,
   },
 } as const;
 
@@ -38,7 +47,7 @@ export const RESULTS_QUERY = {
 export const UPLOAD_QUERY = {
   type: 'object',
   additionalProperties: false,
-  properties: { webhook, topK },
+  properties: { webhook, topK, windows, threshold },
 } as const;
 
 export const ERROR_BODY = {

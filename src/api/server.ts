@@ -15,16 +15,19 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Config } from '../config/index.js';
 import { getLogger } from '../config/log.js';
-import { FramewiseError } from '../errors/index.js';
+import { FramewiseError, isFramewiseError } from '../errors/index.js';
 import { probe } from '../media/ffmpeg.js';
 import { TemporalHead } from '../ml/head.js';
 import { batchResults, batchStatus, cancelBatch, createBatch, pauseBatch, resultsToCsv, resultsToJsonl, resumeBatch, type BatchMode } from '../jobs/queue/batches.js';
-import { cancelClip, clipStatus, submitClip } from '../jobs/queue/clips.js';
-import { readModelInfo } from '../jobs/queue/model-info.js';
+import { cancelClip, clipStatus, submitClip, toClipWindows } from '../jobs/queue/clips.js';
+import { currentModelInfo, type ModelInfo } from '../jobs/queue/model-info.js';
+import type { ClipWindows } from '../jobs/queue/payloads.js';
 import { ALL_QUEUES } from '../jobs/queue/names.js';
 import { openQueueRuntime, withQueue, type QueueRuntime } from '../jobs/queue/runtime.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
 import { createAuthHook } from './auth.js';
+import { modelRoutes } from './model-routes.js';
+import { trainingRoutes } from './training-routes.js';
 import { webPlugin } from './web.js';
 import { apiErrorHandler } from './errors.js';
 import { createMetrics } from './metrics.js';
@@ -42,11 +45,19 @@ export interface ApiOptions {
   ssePollMs?: number;
 }
 
-interface ClipBody {
-  path?: string;
-  url?: string;
+/** What a clip submission may ask for besides its input (JSON fields, or query parameters of an upload). */
+interface ClipOptions {
   webhook?: string;
   topK?: number;
+  /** `W,S`, `W` or `auto`: label window by window. */
+  windows?: string;
+  /** The segments' unknown threshold (with `windows`). */
+  threshold?: number;
+}
+
+interface ClipBody extends ClipOptions {
+  path?: string;
+  url?: string;
 }
 
 interface BatchBody {
@@ -94,8 +105,27 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
+  /**
+   * A submission's options, checked before any input is fetched: the webhook URL, and the windows
+   * for the current model (bad values: FW_ERR_REQUEST_INVALID, 400). The model is the one the job
+   * then labels with.
+   */
+  const checkClipOptions = async (o: ClipOptions): Promise<{ webhook?: string | undefined; topK?: number | undefined; windows?: ClipWindows; model?: ModelInfo }> => {
+    checkWebhook(o.webhook);
+    const common = { webhook: o.webhook, topK: o.topK };
+    if (o.windows === undefined && o.threshold === undefined) return common;
+    const model = await currentModelInfo(config);
+    try {
+      const windows = toClipWindows(model, o.windows, o.threshold);
+      return { ...common, model, ...(windows ? { windows } : {}) };
+    } catch (err) {
+      if (isFramewiseError(err, 'FW_ERR_CONFIG_INVALID')) throw new FramewiseError('FW_ERR_REQUEST_INVALID', err.message, { cause: err });
+      throw err;
+    }
+  };
+
   /** Validate by probing, then queue; answers 202 (queued/running) or 200 with the stored result. */
-  const submit = async (reply: FastifyReply, file: StoredUpload | { path: string; contentHash?: undefined; fresh: false }, source: string, body: { webhook?: string | undefined; topK?: number | undefined }) => {
+  const submit = async (reply: FastifyReply, file: StoredUpload | { path: string; contentHash?: undefined; fresh: false }, source: string, body: Awaited<ReturnType<typeof checkClipOptions>>) => {
     try {
       await probe(file.path, tools);
     } catch (err) {
@@ -109,6 +139,8 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
       priority: 'interactive',
       ...(body.webhook ? { webhook: body.webhook } : {}),
       ...(body.topK ? { topK: body.topK } : {}),
+      ...(body.model ? { model: body.model } : {}),
+      ...(body.windows ? { windows: body.windows } : {}),
     });
     const status = await clipStatus(rt, out.jobId);
     void reply.header('location', `/v1/jobs/${out.jobId}`);
@@ -116,11 +148,11 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
     return reply.status(202).send({ jobId: out.jobId, created: out.created, state: status.state });
   };
 
-  app.post<{ Body: ClipBody; Querystring: { webhook?: string; topK?: number } }>(
+  app.post<{ Body: ClipBody; Querystring: ClipOptions }>(
     '/v1/clips',
     {
       schema: {
-        summary: 'Submit a clip: a multipart upload (field `file`; `webhook`/`topK` as query parameters), or JSON {path} / {url}',
+        summary: 'Submit a clip: a multipart upload (field `file`; `webhook`, `topK`, `windows`, `threshold` as query parameters), or JSON {path} / {url}',
         tags: ['clips'],
         consumes: ['multipart/form-data', 'application/json'],
         querystring: UPLOAD_QUERY,
@@ -132,21 +164,21 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
       if (req.isMultipart()) {
         const part = await req.file();
         if (!part) throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'the multipart request has no file part');
-        checkWebhook(req.query.webhook);
+        const options = await checkClipOptions(req.query);
         const stored = await storeStream(part.file, uploadsDir, q.maxUploadBytes, part.filename);
         const name = basename(part.filename || '') || `upload-${stored.contentHash.slice(0, 12)}`;
-        return submit(reply, stored, name, req.query);
+        return submit(reply, stored, name, options);
       }
       const body = req.body ?? {};
-      checkWebhook(body.webhook);
+      const options = await checkClipOptions(body);
       if ((body.path === undefined) === (body.url === undefined)) throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'send a multipart upload, or JSON with exactly one of `path` or `url`');
       if (body.path !== undefined) {
         const real = await guard(body.path);
-        return submit(reply, { path: real, fresh: false }, body.path, body);
+        return submit(reply, { path: real, fresh: false }, body.path, options);
       }
       if (!q.allowUrlInput) throw new FramewiseError('FW_ERR_URL_FORBIDDEN', 'URL input is disabled (set FRAMEWISE_ALLOW_URL_INPUT=true)');
       const stored = await downloadUrl(body.url as string, uploadsDir, q.maxUploadBytes);
-      return submit(reply, stored, body.url as string, body);
+      return submit(reply, stored, body.url as string, options);
     },
   );
 
@@ -198,8 +230,9 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
 
   app.get('/healthz', { schema: { summary: 'The process is up', tags: ['ops'] } }, async () => ({ ok: true }));
 
-  let modelCheck: Promise<{ id: string; version: string }> | undefined;
-  app.get('/readyz', { schema: { summary: 'Redis reachable and the model loadable', tags: ['ops'] } }, async (_req, reply) => {
+  /** Heads already loaded once by /readyz, by folder and version (a promotion is checked again). */
+  const modelChecks = new Map<string, Promise<void>>();
+  app.get('/readyz', { schema: { summary: 'Redis reachable and the current model loadable', tags: ['ops'] } }, async (_req, reply) => {
     const checks: Record<string, string> = {};
     try {
       await withQueue(() => rt.redis.ping());
@@ -208,15 +241,16 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
       checks.redis = err instanceof Error ? err.message : String(err);
     }
     try {
-      modelCheck ??= (async () => {
-        const info = await readModelInfo(config);
-        const head = await TemporalHead.load(info.dir, undefined, config.backend);
-        head.dispose();
-        return info.model;
-      })();
-      modelCheck.catch(() => (modelCheck = undefined));
-      const m = await modelCheck;
-      checks.model = `ok (${m.id} ${m.version})`;
+      const info = await currentModelInfo(config);
+      const key = `${info.dir}@${info.model.version}`;
+      let check = modelChecks.get(key);
+      if (!check) {
+        check = TemporalHead.load(info.dir, undefined, config.backend).then((head) => head.dispose());
+        check.catch(() => modelChecks.delete(key));
+        modelChecks.set(key, check);
+      }
+      await check;
+      checks.model = `ok (${info.model.id} ${info.model.version})`;
     } catch (err) {
       checks.model = err instanceof Error ? err.message : String(err);
     }
@@ -232,8 +266,12 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
   createBullBoard({ queues: ALL_QUEUES.map((name) => new BullMQAdapter(rt.queues[name])), serverAdapter: board as unknown as Parameters<typeof createBullBoard>[0]['serverAdapter'] });
   await app.register(board.registerPlugin(), { prefix: '/admin/queues' });
 
+  await app.register(trainingRoutes, { runtime: rt, config, guard, ...(opts.ssePollMs !== undefined ? { ssePollMs: opts.ssePollMs } : {}) });
+  await app.register(modelRoutes, { config });
+
   // the web page (after the API routes: it adds GET /v1/jobs/:id/video only where the API has none)
-  await app.register(webPlugin, { runtime: rt, config });
+  // POST /v1/clips takes `windows`: the page offers it
+  await app.register(webPlugin, { runtime: rt, config, windows: true });
 
   return app;
 }

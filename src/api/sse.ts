@@ -1,6 +1,6 @@
 /**
  * Server-sent events for one job: `state` and `stage` events while it runs (per-stage state and
- * progress, sent when they change), then one final `result`, `failed` or `cancelled` event, and
+ * progress, and the `detail` of a long stage such as a windowed clip's embed pass, sent when they change), then one final `result`, `failed` or `cancelled` event, and
  * the stream ends. Built on the job's status (polled), so an event is never missed between
  * subscribing and reading; `: keep-alive` comments keep proxies from closing a quiet stream.
  */
@@ -40,10 +40,10 @@ export async function streamJobEvents(rt: QueueRuntime, jobId: string, req: Fast
     while (!closed) {
       for (const stage of STAGE_QUEUES) {
         const s = status.stages[stage];
-        const snapshot = JSON.stringify([s.state, s.progress, s.attempts]);
+        const snapshot = JSON.stringify([s.state, s.progress, s.attempts, s.detail]);
         if (last.get(stage) !== snapshot) {
           last.set(stage, snapshot);
-          send('stage', { jobId, stage, state: s.state, progress: s.progress, attempts: s.attempts });
+          send('stage', { jobId, stage, state: s.state, progress: s.progress, attempts: s.attempts, ...(s.detail ? { detail: s.detail } : {}) });
           lastWrite = Date.now();
         }
       }

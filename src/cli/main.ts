@@ -269,6 +269,14 @@ async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> 
   const quiet = Boolean(o.json);
   const rt = runtime(config, o, { feature: config.trainFeatureKind });
   let bar: ReturnType<typeof createProgress> | undefined;
+  // Ctrl-C: stop after the current batch and keep the best epoch so far; a second one quits
+  const stop = new AbortController();
+  const onSigint = (): void => {
+    if (stop.signal.aborted) process.exit(130);
+    io.stderr.write('framewise: stopping after this batch; the best epoch so far is kept (Ctrl-C again to quit now)\n');
+    stop.abort();
+  };
+  process.on('SIGINT', onSigint);
   const result = await runTraining(
     {
       config,
@@ -307,8 +315,9 @@ async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> 
           io.stderr.write(`epoch ${String(l.epoch).padStart(3)} loss ${l.loss.toFixed(4)} acc ${l.acc.toFixed(3)}${val} (${l.ms} ms)\n`);
         }
       },
+      signal: stop.signal,
     },
-  );
+  ).finally(() => process.off('SIGINT', onSigint));
   bar?.stop();
   for (const f of result.skipped) io.stderr.write(`framewise: skipped ${f.source}: ${f.error.code}: ${f.error.message}\n`);
   const summary = {
@@ -326,9 +335,11 @@ async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> 
     registered: result.registered,
     copies: result.copies,
     skipped: result.skipped.map((f) => ({ path: f.source, code: f.error.code })),
+    cancelled: result.cancelled,
+    features: result.features,
   };
   io.stdout.write(`${JSON.stringify(summary)}\n`);
-  return result.skipped.length > 0 ? EXIT.PARTIAL : EXIT.OK;
+  return result.skipped.length > 0 || result.cancelled ? EXIT.PARTIAL : EXIT.OK;
 }
 
 interface EvalFlags extends EmbedFlags {

@@ -43,6 +43,7 @@ export const ENV_SCHEMA = z.object({
   FRAMEWISE_BACKEND: z.enum(TFJS_BACKENDS).default('auto'),
   FRAMEWISE_BACKBONE: z.enum(BACKBONE_IDS).default('mobilenet_v2_mid'),
   FRAMEWISE_FEATURE: z.enum(FEATURE_KINDS).default('pooled'),
+  FRAMEWISE_MODEL: z.string().min(1).optional(),
   FRAMEWISE_MODEL_DIR: z.string().min(1).optional(),
   FRAMEWISE_MODELS_DIR: z.string().min(1).optional(),
   FRAMEWISE_THREADS: intFromString(1).optional(),
@@ -86,6 +87,13 @@ export interface Config {
   readonly featureKind: EnvConfig['FRAMEWISE_FEATURE'];
   /** Feature kind for training (`train`, `cv`, `extract`): FRAMEWISE_FEATURE when set, else {@link DEFAULT_TRAIN_FEATURE}. */
   readonly trainFeatureKind: EnvConfig['FRAMEWISE_FEATURE'];
+  /**
+   * The model queue mode labels with (FRAMEWISE_MODEL): a registry NAME (its promoted version,
+   * looked up again at every submission, so promoting switches new jobs), NAME@VERSION, or a head
+   * folder. Unset: {@link modelDir}.
+   */
+  readonly model: string | undefined;
+  /** The default head folder (FRAMEWISE_MODEL_DIR, else the bundled head). */
   readonly modelDir: string;
   /** Root of the model registry (`<root>/<name>/<version>/`). */
   readonly modelsDir: string;
@@ -155,6 +163,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     backbone: e.FRAMEWISE_BACKBONE,
     featureKind: e.FRAMEWISE_FEATURE,
     trainFeatureKind: picked.FRAMEWISE_FEATURE !== undefined ? e.FRAMEWISE_FEATURE : DEFAULT_TRAIN_FEATURE,
+    model: e.FRAMEWISE_MODEL,
     modelDir: resolve(e.FRAMEWISE_MODEL_DIR ?? DEFAULT_MODEL_DIR),
     modelsDir: resolve(e.FRAMEWISE_MODELS_DIR ?? join(cacheDir, 'models')),
     threads: e.FRAMEWISE_THREADS ?? availableParallelism(),

@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   FW_ERR_MANIFEST_BAD_LABEL: { permanent: true, http: 422, meaning: 'A manifest row has an empty label, or a label the model does not know.' },
   FW_ERR_MODEL_NOT_FOUND: { permanent: true, http: 404, meaning: 'The model directory or its files do not exist.' },
   FW_ERR_MODEL_INVALID: { permanent: true, http: 422, meaning: 'The model files are unreadable or their metadata is invalid.' },
+  FW_ERR_MODEL_CONFLICT: { permanent: true, http: 409, meaning: 'The model version is the promoted one: promote another first (or force the removal).' },
   FW_ERR_MODEL_MISMATCH: { permanent: true, http: 422, meaning: 'The head was trained on another backbone, feature kind or dimension than the one in use.' },
   FW_ERR_BACKBONE_UNAVAILABLE: { permanent: true, http: 503, meaning: 'The requested backbone, engine or backend cannot be loaded here.' },
   FW_ERR_ONNX_UNSUPPORTED_OP: { permanent: true, http: 422, meaning: 'The ONNX converter met an operation it does not know how to convert.' },
@@ -50,7 +51,6 @@ export const ERROR_CODES = {
   FW_ERR_ARTIFACT_MISSING: { permanent: true, http: 500, meaning: 'The decoded frames of a job are missing from the artifact store (the decode and embed workers must share FRAMEWISE_DATA_DIR).' },
   FW_ERR_QUEUE_UNAVAILABLE: { permanent: false, http: 503, meaning: 'Redis (the queue) cannot be reached.' },
   FW_ERR_WEBHOOK_FAILED: { permanent: false, http: 502, meaning: 'A webhook endpoint did not answer with a 2xx status (retried with backoff).' },
-  FW_ERR_NOT_IMPLEMENTED: { permanent: true, http: 501, meaning: 'The operation exists as a seam but is not implemented yet (training as a queue job).' },
   FW_ERR_INTERNAL: { permanent: false, http: 500, meaning: 'An unexpected internal error.' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 

@@ -54,6 +54,8 @@ export interface ManifestOptions {
   requireLabel: boolean;
   /** When given, labels outside this set are row errors. */
   knownLabels?: readonly string[];
+  /** Relative paths are relative to this folder. @defaultValue the manifest's folder */
+  baseDir?: string;
 }
 
 /** Read a CSV manifest with a header (`path` required, `label` when asked; other columns kept). */
@@ -76,7 +78,7 @@ export async function readManifest(file: string, opts: ManifestOptions): Promise
   if (missing.length > 0) {
     throw new FramewiseError('FW_ERR_MANIFEST_INVALID', `manifest ${file} lacks column(s) ${missing.join(', ')} (header: ${header.join(',') || 'none'}); expected a header with at least ${required.join(',')}`);
   }
-  const base = dirname(resolve(file));
+  const base = opts.baseDir ?? dirname(resolve(file));
   const known = opts.knownLabels ? new Set(opts.knownLabels) : undefined;
   const out: Inputs = { items: [], errors: [] };
   rows.forEach((row, i) => {
@@ -118,7 +120,7 @@ export async function readClassFolders(root: string): Promise<Inputs> {
 }
 
 /** Labelled data for training or evaluation: a CSV manifest or a folder-per-class layout. */
-export async function readLabelledData(source: string, knownLabels?: readonly string[]): Promise<Inputs> {
+export async function readLabelledData(source: string, knownLabels?: readonly string[], baseDir?: string): Promise<Inputs> {
   let st;
   try {
     st = await stat(source);
@@ -126,7 +128,7 @@ export async function readLabelledData(source: string, knownLabels?: readonly st
     throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `no such manifest or folder: ${source}`, { cause: err });
   }
   if (st.isDirectory()) return readClassFolders(source);
-  return readManifest(source, { requireLabel: true, ...(knownLabels ? { knownLabels } : {}) });
+  return readManifest(source, { requireLabel: true, ...(knownLabels ? { knownLabels } : {}), ...(baseDir !== undefined ? { baseDir } : {}) });
 }
 
 /**

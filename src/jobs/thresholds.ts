@@ -2,7 +2,7 @@
  * The `unknown` outcome of a label result: a success whose top probability (its `confidence`)
  * is below the model's `unknownThreshold` gets `label: "unknown"`; its `confidence` and `topK`
  * stay as they were. Every success records the threshold it was held to under `thresholds`.
- * Used by the CLI's `label`; the queue's classify stage should apply it the same way.
+ * The CLI's `label` and the queue's classify stage apply it the same way.
  */
 import type { LabelResult, LabelSuccess } from './label.js';
 import type { HeadMetadata } from '../ml/head.js';
@@ -17,7 +17,11 @@ export function unknownThresholdOf(meta: Pick<HeadMetadata, 'unknownThreshold'>)
 }
 
 export function applyUnknownThreshold(r: LabelResult, threshold: number): LabelResult {
-  if (!r.ok) return r;
-  const out: LabelSuccessWithThresholds = { ...r, label: r.confidence < threshold ? UNKNOWN_LABEL : r.label, thresholds: { unknown: threshold } };
-  return out;
+  return r.ok ? withUnknownThreshold(r, { unknownThreshold: threshold }) : r;
+}
+
+/** A success held to the model's threshold (see {@link applyUnknownThreshold}). */
+export function withUnknownThreshold(r: LabelSuccess, meta: Pick<HeadMetadata, 'unknownThreshold'>): LabelSuccessWithThresholds {
+  const threshold = unknownThresholdOf(meta);
+  return { ...r, label: r.confidence < threshold ? UNKNOWN_LABEL : r.label, thresholds: { unknown: threshold } };
 }

@@ -7,7 +7,7 @@ import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/index.js';
 import { FramewiseError } from '../errors/index.js';
-import type { Extractor } from '../features/extract.js';
+import type { Extractor, ExtractStats } from '../features/extract.js';
 import { readLabelledData, type InputError, type InputItem } from '../features/inputs.js';
 import { DEFAULT_CROP, DEFAULT_SAMPLING, formatSampling, sequenceLength, type CropMode, type SamplingPolicy } from '../media/sampling.js';
 import { BACKBONE_SPECS } from '../ml/backbone-specs.js';
@@ -311,6 +311,8 @@ export interface TrainingOptions {
   config: Config;
   /** Training data: a CSV manifest (`path,label`, other columns allowed) or class folders. */
   manifest: string;
+  /** The folder the manifest's relative paths are relative to. @defaultValue the manifest's folder */
+  manifestBaseDir?: string;
   /** Separate validation data (else a split of `manifest`, see `split`). */
   valManifest?: string;
   /**
@@ -362,6 +364,10 @@ export interface TrainingResult {
   copies: string[];
   registered: { name: string; version: string; promoted: boolean } | null;
   skipped: InputError[];
+  /** True when the run was cancelled during training: the model saved is the best epoch so far (never promoted). */
+  cancelled: boolean;
+  /** Where the features came from: the feature store (`cached`) or decoded and embedded now. */
+  features: ExtractStats;
 }
 
 async function sha256File(path: string): Promise<string | undefined> {
@@ -376,6 +382,9 @@ async function sha256File(path: string): Promise<string | undefined> {
  * Train a head end to end: read the labelled data, embed it (the feature store makes repeats
  * instant), split, train, choose the unknown threshold, train the baseline, then save to `out`
  * and/or register it, with its validation report. The queue's `train` worker calls this.
+ * Cancelled (`hooks.signal`) during training, it keeps the best epoch so far: saved and
+ * registered (never promoted), `cancelled: true`; cancelled before the first epoch, it throws
+ * `FW_ERR_JOB_CANCELLED`.
  */
 export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {}): Promise<TrainingResult> {
   if (!o.out && !o.register) throw new FramewiseError('FW_ERR_CONFIG_INVALID', 'training needs somewhere to save the model: --out DIR or --register NAME');
@@ -388,13 +397,13 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
   const geometry = { size: BACKBONE_SPECS[rt.backbone].inputSize, crop: o.crop ?? DEFAULT_CROP };
   const extractor = await createExtractor(rt, policy, geometry);
   try {
-    const read = async (source: string): Promise<LabelledFeatures> => {
-      const inputs = await readLabelledData(source);
+    const read = async (source: string, baseDir?: string): Promise<LabelledFeatures> => {
+      const inputs = await readLabelledData(source, undefined, baseDir);
       const feats = await collectFeatures(inputs.items, extractor, hooks.onItem, hooks.signal);
       feats.failed.unshift(...inputs.errors);
       return feats;
     };
-    const train = await read(o.manifest);
+    const train = await read(o.manifest, o.manifestBaseDir);
     const seed = o.training?.seed ?? 42;
     const val: SplitSpec | LabelledFeatures = o.valManifest
       ? await read(o.valManifest)
@@ -420,9 +429,12 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
     });
     const head = result.head;
     try {
-      if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
+      // cancelled while training: the best epoch so far is kept (as a version that is not promoted)
+      const cancelled = hooks.signal?.aborted === true;
+      if (cancelled && result.epochs.length === 0) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled before its first epoch');
       head.annotate({
         training: {
+          ...(cancelled ? { cancelled: { afterEpoch: result.epochs.length, bestEpoch: result.bestEpoch } } : {}),
           manifest: resolve(o.manifest),
           manifestSha256: (await sha256File(resolve(o.manifest))) ?? dataHash(train.items),
           ...(o.valManifest ? { valManifest: resolve(o.valManifest), valManifestSha256: await sha256File(resolve(o.valManifest)) } : {}),
@@ -432,7 +444,7 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
       const dirs: string[] = [];
       let registered: TrainingResult['registered'] = null;
       if (registry && o.register) {
-        const r = await registry.register(head, o.register, { promote: o.promote === true });
+        const r = await registry.register(head, o.register, cancelled ? { promote: false, promoteFirst: false } : { promote: o.promote === true });
         registered = { name: o.register, version: r.version, promoted: r.promoted };
         dirs.push(r.dir);
         if (o.out) {
@@ -466,6 +478,8 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
         copies: dirs.slice(1),
         registered,
         skipped,
+        cancelled,
+        features: { ...extractor.stats },
       };
     } finally {
       head.dispose();

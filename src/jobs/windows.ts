@@ -15,6 +15,10 @@
  * windows or thresholds on the same grid skips decode and embed. Longer videos are not stored:
  * keeping them would hold all their embeddings until the write (memory no longer flat) and fill
  * the store with hundreds of MB per hour of video.
+ *
+ * `scoreWindows` runs it all in one process (inline `label --windows`). Its parts serve queue
+ * mode (`queue/window-stages.ts`): `runWindowsPass` (decode + backbone, the embed worker) and
+ * `scoreStoredWindows` (stored embeddings → the head, the classify worker).
  */
 import { performance } from 'node:perf_hooks';
 import { FramewiseError } from '../errors/index.js';
@@ -23,7 +27,7 @@ import { probe, streamFrames, TRUNCATION_COVERAGE, type MediaTools, type VideoIn
 import { planWindows, samplingKey, windowGrid, type FrameGeometry, type WindowSpan, type WindowsPolicy } from '../media/sampling.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
-import type { SequenceExample, TemporalHead } from '../ml/head.js';
+import type { HeadMetadata, SequenceExample, TemporalHead } from '../ml/head.js';
 import { backboneIdentity } from '../ml/backbone-specs.js';
 import { openBackbone, type RuntimeOptions } from './runtime.js';
 
@@ -200,60 +204,109 @@ export function windowsFeatureKey(hash: string, identity: BackboneIdentity, poli
 const videoSummary = (info: VideoInfo): VideoSummary => ({ durationSec: info.durationSec, width: info.width, height: info.height, fps: info.fps });
 
 /**
- * Score every window of a video with the head: one decode pass, batched embeds, batched head
- * calls, memory flat with the video's length. The head must be a `uniform:N` head with N = the
- * policy's frames (checked), and its backbone `deps.identity` (the caller checks compatibility).
+ * Check that a head can score windows of this policy: a `uniform:N` head with N = the policy's
+ * frames per window, on `dim`-d features.
  */
-export async function scoreWindows(path: string, head: TemporalHead, deps: WindowsDeps, options: WindowsOptions): Promise<WindowsOutcome> {
-  const t0 = performance.now();
-  const { policy, geometry, signal } = options;
-  const embedBatch = Math.max(1, options.embedBatch ?? DEFAULT_WINDOWS_OPTIONS.embedBatch);
-  const classifyBatch = Math.max(1, options.classifyBatch ?? DEFAULT_WINDOWS_OPTIONS.classifyBatch);
-  const maxStored = Math.max(0, options.maxStoredFrames ?? DEFAULT_WINDOWS_OPTIONS.maxStoredFrames);
-  const dim = deps.identity.dim;
-  const meta = head.metadata;
+export function checkWindowsHead(meta: HeadMetadata, policy: WindowsPolicy, dim: number): void {
   if (meta.sampling.policy.kind !== 'uniform' || meta.sampling.policy.frames !== policy.frames) {
     throw new FramewiseError('FW_ERR_CONFIG_INVALID', `windows need a head trained with uniform:N sampling and N = ${policy.frames} frames per window (this head: ${meta.sampling.policy.kind})`);
   }
   if (meta.backbone.dim !== dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the head expects ${meta.backbone.dim}-d features, the backbone gives ${dim}-d`);
+}
+
+/**
+ * Windows formed from embedded frames as they arrive (`WindowFormer`) and classified by the head
+ * in batches of `classifyBatch`: what is pending is at most one batch of windows.
+ */
+class WindowScorer {
+  readonly windows: WindowScore[] = [];
+  classifyMs = 0;
+  private pending: FormedWindow[] = [];
+  private readonly former: WindowFormer;
+
+  constructor(
+    private readonly head: TemporalHead,
+    policy: WindowsPolicy,
+    durationSec: number,
+    private readonly dim: number,
+    private readonly classifyBatch: number,
+  ) {
+    this.former = new WindowFormer(policy, durationSec, dim);
+  }
+
+  /** Add `count` frames (`count × dim` floats), then classify the full batches of windows they complete. */
+  async add(times: readonly number[], data: Float32Array, count: number): Promise<void> {
+    for (let i = 0; i < count; i++) this.pending.push(...this.former.push(times[i] as number, data.subarray(i * this.dim, (i + 1) * this.dim)));
+    await this.classify(false);
+  }
+
+  /** The end of the video: the last windows, classified. */
+  async finish(): Promise<void> {
+    this.pending.push(...this.former.finish());
+    await this.classify(true);
+  }
+
+  private async classify(all: boolean): Promise<void> {
+    while (this.pending.length >= this.classifyBatch || (all && this.pending.length > 0)) {
+      const chunk = this.pending.slice(0, this.classifyBatch);
+      this.pending = this.pending.slice(chunk.length);
+      const c0 = performance.now();
+      const examples: SequenceExample[] = chunk.map((w) => ({ data: w.data, count: w.count }));
+      const rows = await this.head.predict(examples, this.classifyBatch);
+      this.classifyMs += performance.now() - c0;
+      chunk.forEach((w, i) => this.windows.push({ start: w.start, end: w.end, frames: w.count, scores: rows[i] as Float32Array }));
+    }
+  }
+}
+
+/**
+ * Score the windows of a stored pass (a feature-store hit): no decode, no backbone. The frames go
+ * to the head one at a time, so what is held besides the stored sequence is one classify batch.
+ */
+export async function scoreStoredWindows(seq: FeatureSequence, head: TemporalHead, policy: WindowsPolicy, options: Pick<WindowsOptions, 'classifyBatch' | 'onProgress'> = {}): Promise<WindowsOutcome> {
+  const t0 = performance.now();
+  checkWindowsHead(head.metadata, policy, seq.dim);
+  const scorer = new WindowScorer(head, policy, seq.video.durationSec, seq.dim, Math.max(1, options.classifyBatch ?? DEFAULT_WINDOWS_OPTIONS.classifyBatch));
+  for (let i = 0; i < seq.count; i++) await scorer.add([seq.times[i] as number], seq.data.subarray(i * seq.dim, (i + 1) * seq.dim), 1);
+  await scorer.finish();
+  options.onProgress?.({ doneSec: seq.video.durationSec, durationSec: seq.video.durationSec, frames: seq.count, windows: scorer.windows.length });
+  return { windows: scorer.windows, video: seq.video, frames: seq.count, cached: true, stored: false, backbone: undefined, timings: { totalMs: performance.now() - t0, embedMs: 0, classifyMs: scorer.classifyMs } };
+}
+
+/** A windows pass: one sequential decode at the grid rate, each frame embedded once. */
+export interface WindowsPassOptions extends Pick<WindowsOptions, 'policy' | 'geometry' | 'embedBatch' | 'maxStoredFrames' | 'signal' | 'onProgress'> {
+  /** Where the pass's embeddings are stored (when it has at most `maxStoredFrames` frames); undefined: not stored. */
+  key: FeatureKey | undefined;
+  /** Called with each embedded batch (in time order) before the next batch is taken. */
+  onEmbedded?: (times: readonly number[], embeddings: Float32Array, count: number) => Promise<void>;
+}
+
+export interface WindowsPass {
+  video: VideoSummary;
+  frames: number;
+  /** Time of the last decoded frame. */
+  lastTime: number;
+  stored: boolean;
+  backbone: BackboneInfo;
+  embedMs: number;
+}
+
+/**
+ * Decode a video at the windows' grid rate in one sequential ffmpeg pass and embed its frames in
+ * batches as they arrive (two frame buffers: one embedding while the next fills). Each batch goes
+ * to `onEmbedded`; the embeddings are stored in `store` under `key` when the pass has at most
+ * `maxStoredFrames` frames (kept until then, let go as soon as it is longer). Progress reports
+ * `windows: 0` (the caller knows its windows). A video that stops well before its declared end is
+ * FW_ERR_MEDIA_TRUNCATED.
+ */
+export async function runWindowsPass(info: VideoInfo, backbone: Backbone, store: FeatureStore | undefined, tools: MediaTools, options: WindowsPassOptions): Promise<WindowsPass> {
+  const { policy, geometry, signal, key } = options;
+  const embedBatch = Math.max(1, options.embedBatch ?? DEFAULT_WINDOWS_OPTIONS.embedBatch);
+  const maxStored = Math.max(0, options.maxStoredFrames ?? DEFAULT_WINDOWS_OPTIONS.maxStoredFrames);
+  const dim = backbone.info.dim;
   const abort = (): void => {
     if (signal?.aborted) throw signal.reason ?? new Error('aborted');
   };
-
-  const windows: WindowScore[] = [];
-  let pending: FormedWindow[] = [];
-  let classifyMs = 0;
-  const classify = async (all: boolean): Promise<void> => {
-    while (pending.length >= classifyBatch || (all && pending.length > 0)) {
-      const chunk = pending.slice(0, classifyBatch);
-      pending = pending.slice(chunk.length);
-      const c0 = performance.now();
-      const examples: SequenceExample[] = chunk.map((w) => ({ data: w.data, count: w.count }));
-      const rows = await head.predict(examples, classifyBatch);
-      classifyMs += performance.now() - c0;
-      chunk.forEach((w, i) => windows.push({ start: w.start, end: w.end, frames: w.count, scores: rows[i] as Float32Array }));
-    }
-  };
-
-  const key = deps.store ? windowsFeatureKey(await contentHash(path), deps.identity, policy, geometry) : undefined;
-  const hit = key && deps.store ? await deps.store.get(key) : undefined;
-  if (hit) {
-    // the same windows from the stored embeddings: no decode, no backbone
-    const former = new WindowFormer(policy, hit.video.durationSec, dim);
-    for (let i = 0; i < hit.count; i++) {
-      pending.push(...former.push(hit.times[i] as number, hit.data.subarray(i * dim, (i + 1) * dim)));
-      await classify(false);
-    }
-    pending.push(...former.finish());
-    await classify(true);
-    options.onProgress?.({ doneSec: hit.video.durationSec, durationSec: hit.video.durationSec, frames: hit.count, windows: windows.length });
-    return { windows, video: hit.video, frames: hit.count, cached: true, stored: false, backbone: undefined, timings: { totalMs: performance.now() - t0, embedMs: 0, classifyMs } };
-  }
-
-  const info = await probe(path, deps.tools);
-  const backbone = await deps.backbone();
-  if (backbone.info.dim !== dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `backbone gives ${backbone.info.dim}-d features, expected ${dim}-d`);
-  const former = new WindowFormer(policy, info.durationSec, dim);
   const frameBytes = geometry.size * geometry.size * 3;
   // two frame buffers: one being embedded while the next fills from the decoder
   const buffers = [new Uint8Array(embedBatch * frameBytes), new Uint8Array(embedBatch * frameBytes)];
@@ -265,7 +318,7 @@ export async function scoreWindows(path: string, head: TemporalHead, deps: Windo
   let lastTime = 0;
   let embedMs = 0;
   // embeddings kept for the feature store while the pass is small enough
-  let keep: { times: number[]; rows: Float32Array[] } | undefined = key && maxStored > 0 ? { times: [], rows: [] } : undefined;
+  let keep: { times: number[]; rows: Float32Array[] } | undefined = key && store && maxStored > 0 ? { times: [], rows: [] } : undefined;
   let keptFrames = 0;
 
   const embedBuffered = (buf: Uint8Array, count: number, ts: number[]): Promise<void> => {
@@ -279,14 +332,13 @@ export async function scoreWindows(path: string, head: TemporalHead, deps: Windo
           keptFrames += count;
         } else keep = undefined; // too long to store: let go of what was kept
       }
-      for (let i = 0; i < count; i++) pending.push(...former.push(ts[i] as number, emb.subarray(i * dim, (i + 1) * dim)));
       frames += count;
-      await classify(false);
-      options.onProgress?.({ doneSec: lastTime, durationSec: info.durationSec, frames, windows: windows.length });
+      await options.onEmbedded?.(ts, emb, count);
+      options.onProgress?.({ doneSec: lastTime, durationSec: info.durationSec, frames, windows: 0 });
     });
   };
 
-  for await (const f of streamFrames(info, policy, geometry, { tools: deps.tools, ...(signal ? { signal } : {}) })) {
+  for await (const f of streamFrames(info, policy, geometry, { tools, ...(signal ? { signal } : {}) })) {
     (buffers[which] as Uint8Array).set(f.data, fill * frameBytes);
     times.push(f.time);
     lastTime = f.time;
@@ -311,11 +363,9 @@ export async function scoreWindows(path: string, head: TemporalHead, deps: Windo
       details: { decodedSec: lastTime, durationSec: info.durationSec },
     });
   }
-  pending.push(...former.finish());
-  await classify(true);
 
   let stored = false;
-  if (keep && key && deps.store && keptFrames > 0) {
+  if (keep && key && store && keptFrames > 0) {
     const data = new Float32Array(keptFrames * dim);
     let at = 0;
     for (const r of keep.rows) {
@@ -323,11 +373,51 @@ export async function scoreWindows(path: string, head: TemporalHead, deps: Windo
       at += r.length;
     }
     const seq: FeatureSequence = { key, count: keptFrames, dim, times: keep.times, data, video: videoSummary(info) };
-    await deps.store.put(seq);
+    await store.put(seq);
     stored = true;
   }
-  options.onProgress?.({ doneSec: info.durationSec || lastTime, durationSec: info.durationSec, frames, windows: windows.length });
-  return { windows, video: videoSummary(info), frames, cached: false, stored, backbone: backbone.info, timings: { totalMs: performance.now() - t0, embedMs, classifyMs } };
+  return { video: videoSummary(info), frames, lastTime, stored, backbone: backbone.info, embedMs };
+}
+
+/**
+ * Score every window of a video with the head: one decode pass, batched embeds, batched head
+ * calls, memory flat with the video's length. The head must be a `uniform:N` head with N = the
+ * policy's frames (checked), and its backbone `deps.identity` (the caller checks compatibility).
+ */
+export async function scoreWindows(path: string, head: TemporalHead, deps: WindowsDeps, options: WindowsOptions): Promise<WindowsOutcome> {
+  const t0 = performance.now();
+  const { policy, geometry } = options;
+  const classifyBatch = Math.max(1, options.classifyBatch ?? DEFAULT_WINDOWS_OPTIONS.classifyBatch);
+  const dim = deps.identity.dim;
+  checkWindowsHead(head.metadata, policy, dim);
+
+  const key = deps.store ? windowsFeatureKey(await contentHash(path), deps.identity, policy, geometry) : undefined;
+  const hit = key && deps.store ? await deps.store.get(key) : undefined;
+  // the same windows from the stored embeddings: no decode, no backbone
+  if (hit) return scoreStoredWindows(hit, head, policy, options);
+
+  const info = await probe(path, deps.tools);
+  const backbone = await deps.backbone();
+  if (backbone.info.dim !== dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `backbone gives ${backbone.info.dim}-d features, expected ${dim}-d`);
+  const scorer = new WindowScorer(head, policy, info.durationSec, dim, classifyBatch);
+  const onProgress = options.onProgress;
+  const pass = await runWindowsPass(info, backbone, deps.store, deps.tools, {
+    ...options,
+    key,
+    onEmbedded: (times, emb, count) => scorer.add(times, emb, count),
+    ...(onProgress ? { onProgress: (p: WindowsProgress) => onProgress({ ...p, windows: scorer.windows.length }) } : {}),
+  });
+  await scorer.finish();
+  onProgress?.({ doneSec: info.durationSec || pass.lastTime, durationSec: info.durationSec, frames: pass.frames, windows: scorer.windows.length });
+  return {
+    windows: scorer.windows,
+    video: pass.video,
+    frames: pass.frames,
+    cached: false,
+    stored: pass.stored,
+    backbone: pass.backbone,
+    timings: { totalMs: performance.now() - t0, embedMs: pass.embedMs, classifyMs: scorer.classifyMs },
+  };
 }
 
 /**

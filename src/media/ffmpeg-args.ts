@@ -2,7 +2,7 @@
  * Building ffprobe/ffmpeg argument arrays. Pure: no I/O, no shell (arguments are passed as an
  * array to spawn, so file names are never interpreted by a shell).
  */
-import { windowGrid, type DecodePolicy, type FrameGeometry } from './sampling.js';
+import { maxPassFrames, windowGrid, type DecodePolicy, type FrameGeometry } from './sampling.js';
 
 export function buildProbeArgs(path: string): string[] {
   return ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', '--', path];
@@ -81,7 +81,7 @@ export function buildDecodeArgs(
     // one sequential pass over the whole video at the windows' grid rate (N/W frames/s)
     const grid = windowGrid(policy);
     select = buildGridSelectExpr(grid.interval, clip.start, grid.offset, Math.min(tolerance, grid.interval / 2));
-    maxFrames = clip.duration > 0 ? Math.ceil(clip.duration / grid.interval) + 2 : 1_000_000_000;
+    maxFrames = clip.duration > 0 ? maxPassFrames(policy, clip.duration) : 1_000_000_000;
   } else {
     select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, clip.start, tolerance);
     maxFrames = policy.kind === 'uniform' ? policy.frames : policy.maxFrames;

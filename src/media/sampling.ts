@@ -144,6 +144,14 @@ export function windowGrid(policy: WindowsPolicy): { interval: number; offset: n
   return { interval, offset: interval / 2, rate: policy.frames / policy.windowSec, strideSteps: Math.max(1, Math.round(policy.strideSec / interval)) };
 }
 
+/**
+ * The most frames one windows pass over a video of `durationSec` seconds gives (grid frames over
+ * the declared duration, plus two for rounding at the ends); the decoder stops there.
+ */
+export function maxPassFrames(policy: WindowsPolicy, durationSec: number): number {
+  return Math.ceil(durationSec / windowGrid(policy).interval) + 2;
+}
+
 /** Parse `--windows`: `W,S`, `W` (S = W/2) or `auto` (the defaults), seconds. */
 export function parseWindows(text: string, frames: number): WindowsPolicy {
   const t = text.trim().toLowerCase();

@@ -402,7 +402,8 @@ export class TemporalHead {
 
   /**
    * Train on examples with integer labels. Early stopping on validation loss (when a validation
-   * set is given) restores the best epoch's weights.
+   * set is given) restores the best epoch's weights. `signal` stops training between batches;
+   * the best full epoch so far is restored (none when the first epoch was not finished).
    */
   async train(
     train: { examples: SequenceExample[]; labels: number[] },
@@ -437,6 +438,9 @@ export class TemporalHead {
         let lossSum = 0;
         let correct = 0;
         for (let i = 0; i < order.length; i += opts.batchSize) {
+          // let timers run between batches (a queue worker's lock renewal, cancellation checks)
+          await new Promise<void>((r) => setImmediate(r));
+          if (signal?.aborted) break;
           const idx = order.slice(i, i + opts.batchSize);
           const batchLoss = tf.tidy(() => {
             const x = this.toInput(idx.map((k) => trainX[k] as SequenceExample), true);
@@ -459,6 +463,7 @@ export class TemporalHead {
           });
           lossSum += batchLoss * idx.length;
         }
+        if (signal?.aborted) break; // a cut-short epoch is not logged; the best full epoch is restored below
         const log: EpochLog = { epoch, loss: lossSum / order.length, acc: correct / order.length, valLoss: undefined, valAcc: undefined, ms: 0 };
         if (val && valX && val.examples.length > 0) {
           const probs = await this.predictTransformed(valX);

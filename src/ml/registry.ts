@@ -120,7 +120,8 @@ export class ModelRegistry {
       const metadata = await readMetadata(dir);
       out.push({ name, version, dir, created: metadata.created, promoted: version === promoted, metadata });
     }
-    return out;
+    // version names carry the second they were made: within one second, `created` (ms) orders them
+    return out.sort((a, b) => a.created.localeCompare(b.created) || a.version.localeCompare(b.version));
   }
 
   /** The promoted version of `name`, or undefined. */
@@ -151,10 +152,11 @@ export class ModelRegistry {
   }
 
   /**
-   * Save a trained head as a new version of `name` (its id becomes `name`). The first version of
-   * a name is promoted; later ones only with `promote`. Returns the version and its folder.
+   * Save a trained head as a new version of `name` (its id becomes `name`). A version is promoted
+   * with `promote`, or when the name has no promoted version yet (unless `promoteFirst: false`).
+   * Returns the version and its folder.
    */
-  async register(head: TemporalHead, name: string, opts: { promote?: boolean } = {}): Promise<{ version: string; dir: string; promoted: boolean }> {
+  async register(head: TemporalHead, name: string, opts: { promote?: boolean; promoteFirst?: boolean } = {}): Promise<{ version: string; dir: string; promoted: boolean }> {
     if (!MODEL_NAME_PATTERN.test(name)) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `invalid model name '${name}': letters, digits, . _ - (at most 64, starting with a letter or digit)`);
     const base = join(this.root, name);
     await mkdir(base, { recursive: true });
@@ -165,7 +167,7 @@ export class ModelRegistry {
       const version = head.metadata.version;
       const dir = this.dirOf(name, version);
       await rename(staging, dir);
-      const promote = opts.promote === true || (await this.promotedVersion(name)) === undefined;
+      const promote = opts.promote === true || (opts.promoteFirst !== false && (await this.promotedVersion(name)) === undefined);
       if (promote) await this.promote(name, version);
       return { version, dir, promoted: promote };
     } finally {
@@ -187,7 +189,7 @@ export class ModelRegistry {
     const dir = await this.resolve({ name, version });
     const wasPromoted = (await this.promotedVersion(name)) === version;
     if (wasPromoted && !opts.force) {
-      throw new FramewiseError('FW_ERR_CONFIG_INVALID', `${name}@${version} is the promoted version; promote another first or pass --force`);
+      throw new FramewiseError('FW_ERR_MODEL_CONFLICT', `${name}@${version} is the promoted version; promote another first or force the removal (--force)`);
     }
     // rename first so that a half-removed folder is never read as a version
     const trash = join(this.root, name, `.removing-${version}-${randomBytes(3).toString('hex')}`);

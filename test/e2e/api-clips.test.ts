@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../src/api/server.js';
 import type { Config } from '../../src/config/index.js';
 import { labelItems, type LabelResult } from '../../src/jobs/label.js';
+import { applyUnknownThreshold, unknownThresholdOf } from '../../src/jobs/thresholds.js';
 import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
 import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
 import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
@@ -111,7 +112,8 @@ async function inlineLabel(path: string, source: string): Promise<LabelResult> {
   const meta = head.metadata;
   const extractor = await createExtractor(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')) }), meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
   try {
-    for await (const r of labelItems([{ path, source, extra: {} }], extractor, head, config.queue.topK)) return r;
+    // as `framewise label` prints it: held to the model's unknown threshold
+    for await (const r of labelItems([{ path, source, extra: {} }], extractor, head, config.queue.topK)) return applyUnknownThreshold(r, unknownThresholdOf(meta));
     throw new Error('no result');
   } finally {
     await extractor.dispose();

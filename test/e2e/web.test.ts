@@ -1,12 +1,12 @@
 /**
  * The web page in a real browser (Debian chromium driven by playwright-core) against the real
  * API server, real workers (in this process), a real redis-server and real ffmpeg:
- *  - upload a generated clip on the page, follow its progress, see the video with the timeline of
- *    its segments, click a segment to seek;
- *  - the timeline of a long video labelled window by window (the concatenated zoom_in + pan_left
- *    + zoom_out video: three segments at the right places);
+ *  - upload a generated video whose content changes at known times (zoom_in + pan_left + zoom_out,
+ *    4 s each) with windows, follow its progress, and see the video with the timeline of the REAL
+ *    windowed result (API → decode, embed, classify workers): three segments at the right places,
+ *    a click on one seeks the video;
  *  - a batch started from the page, its progress, counts and results;
- *  - the models page (the registry, or a clear "not available" while the API has none).
+ *  - the models page: the registry's versions, the model in use, and promoting a version.
  * Screenshots go to test-output/screenshots/ for a person to look at.
  *
  * Needs /usr/bin/chromium (`bash scripts/setup.sh --test` installs Debian's `chromium`); the
@@ -20,17 +20,14 @@ import type { FastifyInstance } from 'fastify';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../src/api/server.js';
-import { webPlugin } from '../../src/api/web.js';
 import { PROJECT_ROOT, type Config } from '../../src/config/index.js';
-import { labelWindowed, type LabelSuccess } from '../../src/jobs/label.js';
+import type { LabelSuccess } from '../../src/jobs/label.js';
 import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
 import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
 import { assertValidResult } from '../../src/jobs/result-schema.js';
-import { runtimeFromConfig } from '../../src/jobs/runtime.js';
-import { createWindowsDeps } from '../../src/jobs/windows.js';
-import { buildWindowsPolicy } from '../../src/media/sampling.js';
 import { makeClip, randomClipSpec } from '../../src/media/synthetic.js';
 import { TemporalHead } from '../../src/ml/head.js';
+import { ModelRegistry } from '../../src/ml/registry.js';
 import { ensureTestModel, freshCacheDir, makeBadFiles, testConfig, testEnv } from '../helpers/queue-fixtures.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { makeChangingVideo } from '../helpers/windows-clips.js';
@@ -72,8 +69,6 @@ beforeAll(async () => {
   config = testConfig(testEnv({ redisUrl: redis.url, prefix: 'web', cacheDir: await freshCacheDir(work), dataDir: join(work, 'data'), modelDir, extra: { FRAMEWISE_PATH_ROOTS: roots } }));
   rt = openQueueRuntime(config);
   app = await buildServer(config, { runtime: rt, ssePollMs: 100 });
-  // the API server registers the page itself once src/api/server.ts has the line; until then the test does
-  if (!app.hasRoute({ method: 'GET', url: '/' })) await app.register(webPlugin, { runtime: rt, config });
   base = await app.listen({ host: '127.0.0.1', port: 0 });
   workers = await startWorkers(['decode', 'embed', 'classify', 'webhook'], config);
   await mkdir(SHOTS, { recursive: true });
@@ -126,19 +121,27 @@ async function jobStatus(id: string): Promise<{ state: string; result: LabelSucc
 }
 
 describe.skipIf(!haveChromium)('web page (chromium)', () => {
-  it('uploads a clip, shows per-stage progress, then the video with the timeline of its segments', async () => {
+  it('uploads a video with windows, shows per-stage progress, then the video with the timeline of its real segments', async () => {
     await page.goto(`${base}/`);
     await expect(page.title()).resolves.toBe('framewise');
+    // the API labels window by window: the page offers it, on by default with `auto` (2 s windows every 1 s)
+    await page.waitForSelector('#use-windows', { timeout: 10_000 });
+    expect(await page.isChecked('#use-windows')).toBe(true);
+    expect(await page.inputValue('#windows')).toBe('auto');
     await page.setInputFiles('#clip-file', changing);
     await page.click('#upload-button');
     await page.waitForURL(/#\/jobs\/clip-[0-9a-f]{32}$/, { timeout: 60_000 });
     jobId = /#\/jobs\/(clip-[0-9a-f]{32})$/.exec(page.url())?.[1] as string;
     await page.waitForSelector('#timeline .segment', { timeout: 120_000 });
 
+    // the result the API and workers gave (no interception: the page shows what GET /v1/jobs/:id returns)
     const status = await jobStatus(jobId);
     expect(status.state).toBe('completed');
     const result = status.result as LabelSuccess;
     assertValidResult(result);
+    expect(result.sampling).toMatchObject({ policy: 'windows:2,1:uniform:16', windowSec: 2, strideSec: 1 });
+    expect(result.windows).toHaveLength(11);
+    expect(result.segments?.map((s) => s.label)).toEqual(truth.labels);
     // every stage shown finished
     const stages = await page.$$eval('#stages .bar', (els) => els.map((e) => [(e as HTMLElement).dataset.stage, (e as HTMLElement).dataset.state]));
     expect(stages).toEqual([
@@ -146,21 +149,23 @@ describe.skipIf(!haveChromium)('web page (chromium)', () => {
       ['embed', 'completed'],
       ['classify', 'completed'],
     ]);
-    // the timeline shows the result's segments (a clip-level result: one segment over the whole clip)
+    // the timeline shows the result's segments where they are: the three parts, each change within one stride
     const shown = await timelineSegments();
-    const expected = result.segments ?? [{ label: result.label, start: 0, end: result.durationSec }];
-    expect(shown.map((s) => s.label)).toEqual(expected.map((s) => s.label));
+    expect(shown.map((s) => [s.label, s.start, s.end])).toEqual((result.segments ?? []).map((s) => [s.label, s.start, s.end]));
     expect(shown[0]?.left).toBeCloseTo(0, 2);
     expect(shown.reduce((a, s) => a + s.width, 0)).toBeCloseTo(1, 1);
-    if (result.windows) {
-      // the API labels windows: the three parts must be there (see the next test for the rendering itself)
-      expect(shown.map((s) => s.label)).toEqual(truth.labels);
+    for (const [i, b] of truth.boundaries.entries()) {
+      const seg = shown[i + 1] as ShownSegment;
+      expect(Math.abs(seg.start - b)).toBeLessThanOrEqual(1); // within one stride of the true change
+      expect(Math.abs(seg.left * truth.durationSec - seg.start)).toBeLessThan(0.1); // drawn where it is
     }
+    await page.waitForSelector('#windows-heat', { timeout: 10_000 });
+    expect(await page.$$eval('#segments tr.clickable', (els) => els.length)).toBe(3);
     expect(await page.textContent('#clip-label')).toBe(result.label);
     expect(await page.$$eval('#topk li', (els) => els.map((e) => (e as HTMLElement).dataset.label))).toEqual(result.topK.map((t) => t.label));
     expect(await page.getAttribute('#json-link', 'href')).toBe(`/v1/jobs/${jobId}`);
 
-    // the video plays from the server (Range requests) and seeks where a segment is clicked
+    // the video plays from the server (Range requests)
     await page.waitForFunction(() => (document.getElementById('video') as HTMLVideoElement).readyState >= 1, undefined, { timeout: 30_000 });
     const duration = await page.$eval('#video', (v) => (v as HTMLVideoElement).duration);
     expect(duration).toBeCloseTo(truth.durationSec, 0);
@@ -168,39 +173,17 @@ describe.skipIf(!haveChromium)('web page (chromium)', () => {
     expect(browserErrors).toEqual([]);
   });
 
-  it('draws a windowed result: three segments at the right places; a click seeks the video', async () => {
-    // the same video labelled window by window (inline: the same functions `label --windows` runs)
-    const head = await TemporalHead.load(config.modelDir);
-    const deps = await createWindowsDeps(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')) }));
-    let windowed: LabelSuccess;
-    try {
-      windowed = await labelWindowed(changing, 'changing.mp4', head, deps, { policy: buildWindowsPolicy(16, 2, 1), geometry: { size: 224, crop: 'center' } }, 3);
-    } finally {
-      await deps.dispose();
-      head.dispose();
-    }
-    assertValidResult(windowed);
-    expect(windowed.segments?.map((s) => s.label)).toEqual(truth.labels);
-    // the page shows whatever GET /v1/jobs/:id returns: serve it this result for the uploaded job
-    const real = await jobStatus(jobId);
-    await page.route(`${base}/v1/jobs/${jobId}`, (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ ...real, result: windowed }) }));
+  it('a reloaded job page draws the windowed result again; a click on a segment seeks the video', async () => {
     await page.goto(`${base}/#/jobs/${jobId}`);
     await page.reload();
     await page.waitForSelector('#windows-heat', { timeout: 30_000 });
     const shown = await timelineSegments();
     expect(shown.map((s) => s.label)).toEqual(truth.labels);
-    for (const [i, b] of truth.boundaries.entries()) {
-      const seg = shown[i + 1] as ShownSegment;
-      expect(Math.abs(seg.start - b)).toBeLessThanOrEqual(1); // within one stride of the true change
-      expect(Math.abs(seg.left * truth.durationSec - seg.start)).toBeLessThan(0.1); // drawn where it is
-    }
-    expect(await page.$$eval('#segments tr.clickable', (els) => els.length)).toBe(3);
     await page.waitForFunction(() => (document.getElementById('video') as HTMLVideoElement).readyState >= 1, undefined, { timeout: 30_000 });
     await page.click('#timeline .segment[data-label="zoom_out"]');
     await page.waitForFunction((t) => Math.abs((document.getElementById('video') as HTMLVideoElement).currentTime - t) < 0.6, shown[2]?.start ?? 8, { timeout: 10_000 });
     await page.$eval('#video', (v) => (v as HTMLVideoElement).pause());
     await page.screenshot({ path: join(SHOTS, 'web-job-windows-timeline.png'), fullPage: true });
-    await page.unroute(`${base}/v1/jobs/${jobId}`);
     expect(browserErrors).toEqual([]);
   });
 
@@ -227,16 +210,25 @@ describe.skipIf(!haveChromium)('web page (chromium)', () => {
     expect(browserErrors).toEqual([]);
   });
 
-  it('renders the models page: the registry, or a clear "not available"', async () => {
-    const res = await fetch(`${base}/v1/models`);
-    await page.goto(`${base}/#/models`);
-    if (res.status === 404) {
-      await page.waitForSelector('#models-unavailable', { timeout: 10_000 });
-      expect(await page.textContent('#models-unavailable')).toContain('not available');
-    } else {
-      await page.waitForSelector('#models [data-model]', { timeout: 10_000 });
-      expect(await page.$$eval('#models [data-version]', (els) => els.length)).toBeGreaterThan(0);
+  it('renders the models page: versions, the model in use, and promote', async () => {
+    // two versions of the bundled head in this server's registry; the first is promoted
+    const registry = ModelRegistry.fromConfig(config);
+    const versions: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const head = await TemporalHead.load(await ensureTestModel());
+      versions.push((await registry.register(head, 'motion4')).version);
+      head.dispose();
     }
+    await page.goto(`${base}/#/models`);
+    await page.waitForSelector('#models [data-model="motion4"]', { timeout: 10_000 });
+    expect(await page.$$eval('#models [data-model="motion4"] [data-version]', (els) => els.map((e) => (e as HTMLElement).dataset.version))).toEqual([...versions].reverse());
+    expect(await page.textContent(`[data-version="${versions[0]}"]`)).toContain('promoted');
+    expect(await page.textContent('#current-model')).toContain('motion4');
+    expect(await page.textContent('#models')).toContain('No trainings yet');
+    await page.click(`[data-version="${versions[1]}"] button`);
+    await page.waitForFunction((v) => document.querySelector(`[data-version="${v}"]`)?.textContent?.includes('promoted') === true, versions[1], { timeout: 10_000 });
+    const model = (await (await fetch(`${base}/v1/models/motion4`)).json()) as { promoted: string };
+    expect(model.promoted).toBe(versions[1]);
     await page.screenshot({ path: join(SHOTS, 'web-models.png'), fullPage: true });
     expect(browserErrors.filter((e) => !e.includes('404'))).toEqual([]);
   });
@@ -251,7 +243,7 @@ describe('web plugin without a browser', () => {
     expect((await fetch(`${base}/web/..%2Fpackage.json`)).status).toBe(404);
     expect((await fetch(`${base}/web/nope.js`)).status).toBe(404);
     const cfg = await (await fetch(`${base}/v1/web/config`)).json();
-    expect(cfg).toMatchObject({ pathInput: true, apiKeyRequired: false });
+    expect(cfg).toMatchObject({ pathInput: true, apiKeyRequired: false, windows: true });
     // the job's video, whole and by range (what <video> asks for to seek)
     const whole = await fetch(`${base}/v1/jobs/${jobId}/video`);
     expect(whole.headers.get('accept-ranges')).toBe('bytes');

@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/index.js';
 import { labelItems, type LabelResult } from '../../src/jobs/label.js';
 import { clipStatus, submitClip, waitForClip } from '../../src/jobs/queue/clips.js';
-import { JobName, QueueName } from '../../src/jobs/queue/names.js';
-import type { TrainJobData } from '../../src/jobs/queue/payloads.js';
+import { QueueName } from '../../src/jobs/queue/names.js';
+import { submitTraining, trainingStatus } from '../../src/jobs/queue/trainings.js';
 import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
 import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
 import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
@@ -116,14 +116,16 @@ describe('queue flow', () => {
     expect(completed.filter((j) => j.id === a.jobId)).toHaveLength(1);
   });
 
-  it('the train queue is a seam: its jobs fail with FW_ERR_NOT_IMPLEMENTED, not retried', async () => {
+  it('a training whose manifest is missing fails at once with its code, not retried', async () => {
     const train = await startWorkers(['train'], config);
     groups.push(train);
-    const data: TrainJobData = { manifest: '/data/train.csv', out: '/models/next', options: {} };
-    const job = await rt.queues[QueueName.Train].add(JobName.Train, data, { attempts: 3 });
-    for (let i = 0; i < 100 && (await job.getState()) !== 'failed'; i++) await sleep(50);
-    const failed = await rt.queues[QueueName.Train].getJob(job.id as string);
-    expect(failed?.failedReason).toMatch(/^FW_ERR_NOT_IMPLEMENTED: /);
-    expect(failed?.attemptsMade).toBe(1);
+    const { trainingId } = await submitTraining(rt, { manifest: '/nonexistent/train.csv', name: 'never' });
+    let status = await trainingStatus(rt, trainingId);
+    for (let i = 0; i < 200 && status.state !== 'failed'; i++) {
+      await sleep(50);
+      status = await trainingStatus(rt, trainingId);
+    }
+    expect(status).toMatchObject({ state: 'failed', name: 'never', result: null, error: { code: 'FW_ERR_INPUT_NOT_FOUND' } });
+    expect((await rt.queues[QueueName.Train].getJob(trainingId))?.attemptsMade).toBe(1);
   });
 });

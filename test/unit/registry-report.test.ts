@@ -76,7 +76,7 @@ describe('model registry', () => {
     await expect(reg.promote('fights', 'nope')).rejects.toMatchObject({ code: 'FW_ERR_MODEL_NOT_FOUND' });
 
     // rm: the promoted version needs force; removing the last version removes the name
-    await expect(reg.remove('fights', v2.version)).rejects.toMatchObject({ code: 'FW_ERR_CONFIG_INVALID' });
+    await expect(reg.remove('fights', v2.version)).rejects.toMatchObject({ code: 'FW_ERR_MODEL_CONFLICT' });
     await reg.remove('fights', v1.version);
     expect((await reg.versions('fights')).map((v) => v.version)).toEqual([v2.version]);
     expect(await reg.remove('fights', v2.version, { force: true })).toEqual({ wasPromoted: true });

@@ -18,7 +18,7 @@ import { listVideos, readManifest, VIDEO_EXTENSIONS, type InputItem } from '../.
 import type { LabelResult } from '../label.js';
 import { cancelClip, clipStatus, submitClip, toResult, webhookJobId, type ClipState, type ClipStatus } from './clips.js';
 import { clipJobId, isBatchId, stageJobIds } from './idempotency.js';
-import { readModelInfo, type ModelInfo } from './model-info.js';
+import { currentModelInfo, type ModelInfo } from './model-info.js';
 import { JobName, QueueName, STAGE_QUEUES } from './names.js';
 import type { WebhookJobData } from './payloads.js';
 import { withQueue, type QueueRuntime } from './runtime.js';
@@ -158,7 +158,7 @@ const FINAL: readonly ClipState[] = ['completed', 'failed', 'cancelled'];
  */
 export async function createBatch(rt: QueueRuntime, input: CreateBatchInput): Promise<CreateBatchOutcome> {
   const guard = input.guard ?? identity;
-  const model = input.model ?? (await readModelInfo(rt.config));
+  const model = input.model ?? (await currentModelInfo(rt.config));
   const topK = input.topK ?? rt.config.queue.topK;
   const { items, errors } = await expandSource(input.source, guard);
   const batchId = newBatchId();

@@ -7,14 +7,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, type FlowJob, type JobState } from 'bullmq';
 import { ERROR_CODES, FramewiseError, type ErrorCode } from '../../errors/index.js';
 import { contentHash as hashFile } from '../../features/feature-store.js';
+import { formatSampling, parseWindows } from '../../media/sampling.js';
+import { validateThreshold } from '../segments.js';
 import type { LabelFailure, LabelResult, LabelSuccess } from '../label.js';
 import { framesArtifactKey } from './artifact-store.js';
 // batches.ts imports this module too; neither uses the other at load time
 import { noteBatchProgress } from './batches.js';
 import { clipJobId, isClipId, stageJobIds } from './idempotency.js';
-import { readModelInfo, type ModelInfo } from './model-info.js';
+import { currentModelInfo, type ModelInfo } from './model-info.js';
 import { JobName, PRIORITY, QueueName, STAGE_QUEUES, type PriorityClass, type StageQueue } from './names.js';
-import type { ClassifyJobData, ClipRef, DecodeJobData, EmbedJobData, WebhookJobData } from './payloads.js';
+import type { ClassifyJobData, ClipRef, ClipWindows, DecodeJobData, EmbedJobData, WebhookJobData } from './payloads.js';
 import { withQueue, type QueueRuntime } from './runtime.js';
 
 /** How long a cancelled clip is remembered as cancelled. */
@@ -42,6 +44,8 @@ export interface SubmitClipInput {
   topK?: number;
   /** The model to label with. @defaultValue the model in FRAMEWISE_MODEL_DIR */
   model?: ModelInfo;
+  /** Label window by window (built for `model`: see `toClipWindows`). @defaultValue one clip-level label */
+  windows?: ClipWindows;
 }
 
 export type ClipState = 'queued' | 'active' | 'paused' | 'completed' | 'failed' | 'cancelled';
@@ -56,6 +60,8 @@ export interface StageStatus {
   state: JobState | 'unknown' | 'missing';
   /** 0–100. */
   progress: number;
+  /** What a long stage reports besides its percentage (a windowed clip's embed stage: `doneSec`, `durationSec`, `frames`, `windows`), or null. */
+  detail: Record<string, number> | null;
   attempts: number;
   startedAt: string | null;
   finishedAt: string | null;
@@ -100,7 +106,8 @@ export function buildClipFlow(rt: QueueRuntime, clip: ClipRef, model: ClassifyJo
   // a failed child releases its parent, whose processor passes the failure up (same failedReason)
   const child = { ignoreDependencyOnFailure: true };
   const decode: DecodeJobData = { clip };
-  const embed: EmbedJobData = { clip };
+  // a windowed clip too long for the feature store is scored in the embed stage: it needs the model
+  const embed: EmbedJobData = clip.windows ? { clip, model } : { clip };
   const classify: ClassifyJobData = { clip, model, topK };
   return {
     name: JobName.Classify,
@@ -119,6 +126,23 @@ export function buildClipFlow(rt: QueueRuntime, clip: ClipRef, model: ClassifyJo
   };
 }
 
+/**
+ * The windows of a submission for this model, as `label --windows W,S --threshold P` builds them:
+ * `windows` is `W,S` (seconds), `W` (S = W/2) or `auto` (2,1), each window sampled with the
+ * model's `uniform:N`; `threshold` (the segments' unknown threshold, [0, 1]) needs `windows`.
+ * Undefined when neither is given; bad values are FW_ERR_CONFIG_INVALID (the API answers 400).
+ */
+export function toClipWindows(model: ModelInfo, windows: string | undefined, threshold: number | undefined): ClipWindows | undefined {
+  if (windows === undefined) {
+    if (threshold !== undefined) throw new FramewiseError('FW_ERR_CONFIG_INVALID', '`threshold` applies to the segments of windowed labelling: use it with `windows`');
+    return undefined;
+  }
+  const { policy } = model.sampling;
+  if (policy.kind !== 'uniform') throw new FramewiseError('FW_ERR_CONFIG_INVALID', `windows need a head trained with uniform:N sampling (model ${model.model.id} ${model.model.version}: ${formatSampling(policy)})`);
+  if (threshold !== undefined) validateThreshold(threshold, '`threshold`');
+  return { policy: parseWindows(windows, policy.frames), ...(threshold !== undefined ? { threshold } : {}) };
+}
+
 /** Remove every job of a clip's flow (for a resubmission after a retryable failure). */
 async function removeClipJobs(rt: QueueRuntime, clipId: string): Promise<void> {
   const ids = stageJobIds(clipId);
@@ -133,12 +157,12 @@ async function removeClipJobs(rt: QueueRuntime, clipId: string): Promise<void> {
  * can fix (transient errors, cancellation) is run again; a bad input keeps its failure.
  */
 export async function submitClip(rt: QueueRuntime, input: SubmitClipInput): Promise<SubmitClipOutcome> {
-  const model = input.model ?? (await readModelInfo(rt.config));
+  const model = input.model ?? (await currentModelInfo(rt.config));
   const topK = input.topK ?? rt.config.queue.topK;
   const contentHash = input.contentHash ?? (await hashFile(input.path).catch((err: unknown) => {
     throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `cannot read ${input.source}`, { cause: err });
   }));
-  const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK });
+  const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows: input.windows });
   return withQueue(async () => {
     if (input.webhook) await rt.redis.sadd(rt.keys.clipWebhooks(clipId), input.webhook);
     const existing = await Job.fromId(rt.queues[QueueName.Classify], clipId);
@@ -159,22 +183,33 @@ export async function submitClip(rt: QueueRuntime, input: SubmitClipInput): Prom
       backbone: model.backbone,
       sampling: model.sampling,
       ...(input.batchId ? { batchId: input.batchId } : {}),
+      ...(input.windows ? { windows: input.windows } : {}),
     };
-    await rt.flow.add(buildClipFlow(rt, clip, model.model, topK, input.priority ?? 'interactive'));
+    await rt.flow.add(buildClipFlow(rt, clip, { ...model.model, dir: model.dir }, topK, input.priority ?? 'interactive'));
     return { jobId: clipId, created: true };
   });
 }
 
 const iso = (ms: number | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
 
+/** A stage's progress: a percentage, or `{percent, ...numbers}` (see `StageStatus.detail`). */
+export function readProgress(raw: unknown): { progress: number; detail: Record<string, number> | null } {
+  if (typeof raw === 'number') return { progress: raw, detail: null };
+  if (!raw || typeof raw !== 'object') return { progress: 0, detail: null };
+  const { percent, ...rest } = raw as Record<string, unknown>;
+  const detail = Object.fromEntries(Object.entries(rest).filter((e): e is [string, number] => typeof e[1] === 'number'));
+  return { progress: typeof percent === 'number' ? percent : 0, detail: Object.keys(detail).length > 0 ? detail : null };
+}
+
 function stageStatus(job: Job | undefined, raw: JobState | 'unknown'): StageStatus {
-  if (!job || raw === 'unknown') return { state: 'missing', progress: 0, attempts: 0, startedAt: null, finishedAt: null, error: null };
+  if (!job || raw === 'unknown') return { state: 'missing', progress: 0, detail: null, attempts: 0, startedAt: null, finishedAt: null, error: null };
   // a prioritized job is a waiting job (BullMQ keeps them in another set)
   const state = raw === 'prioritized' ? 'waiting' : raw;
-  const progress = typeof job.progress === 'number' ? job.progress : 0;
+  const { progress, detail } = readProgress(job.progress);
   return {
     state,
     progress: state === 'completed' ? 100 : progress,
+    detail,
     attempts: job.attemptsMade,
     startedAt: iso(job.processedOn),
     finishedAt: iso(job.finishedOn),

@@ -1,11 +1,13 @@
 /**
  * Idempotency: a clip's job id is derived from what determines its result — the content hash of
  * the bytes, the head (id + version), the backbone (id, weights version, feature kind), the
- * sampling and top-k — so the same bytes submitted twice map to the same job and one result.
+ * sampling, top-k and, for windowed clips, the windows and threshold — so the same bytes submitted
+ * twice map to the same job and one result.
  */
 import { createHash } from 'node:crypto';
-import { samplingKey } from '../../media/sampling.js';
-import type { ClipRef } from './payloads.js';
+import { formatWindows, samplingKey } from '../../media/sampling.js';
+import { windowsFeatureKey } from '../windows.js';
+import type { ClipRef, ClipWindows } from './payloads.js';
 import type { FeatureKey } from '../../features/feature-store.js';
 
 export interface ClipIdentity {
@@ -14,6 +16,7 @@ export interface ClipIdentity {
   backbone: ClipRef['backbone'];
   sampling: ClipRef['sampling'];
   topK: number;
+  windows?: ClipWindows | undefined;
 }
 
 const CLIP_ID = /^clip-[0-9a-f]{32}$/;
@@ -31,6 +34,8 @@ export function clipJobId(c: ClipIdentity): string {
     c.backbone.featureKind,
     samplingKey(c.sampling.policy, { size: c.sampling.size, crop: c.sampling.crop }),
     String(c.topK),
+    // clip-level ids are what they were before windows existed
+    ...(c.windows ? [formatWindows(c.windows.policy), `threshold=${c.windows.threshold ?? 'model'}`] : []),
   ];
   return `clip-${createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 32)}`;
 }
@@ -58,4 +63,9 @@ export function featureKeyOf(clip: Pick<ClipRef, 'contentHash' | 'backbone' | 's
     featureKind: clip.backbone.featureKind,
     sampling: samplingKey(clip.sampling.policy, { size: clip.sampling.size, crop: clip.sampling.crop }),
   };
+}
+
+/** The feature-store key of a windowed clip's pass (the same key `label --windows` uses for these bytes). */
+export function windowsKeyOf(clip: Pick<ClipRef, 'contentHash' | 'backbone' | 'sampling'> & { windows: ClipWindows }): FeatureKey {
+  return windowsFeatureKey(clip.contentHash, clip.backbone, clip.windows.policy, { size: clip.sampling.size, crop: clip.sampling.crop });
 }

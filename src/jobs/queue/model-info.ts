@@ -1,5 +1,6 @@
 /**
- * What a producer needs to know about the current model without loading its weights: the head's
+ * What a producer needs to know about the current model without loading its weights (FRAMEWISE_MODEL,
+ * a registry name resolving to its promoted version, else FRAMEWISE_MODEL_DIR): the head's
  * metadata (id, version, labels, backbone, sampling), re-read when metadata.json changes, and
  * the backbone identity that goes into job ids and feature-store keys.
  */
@@ -9,6 +10,7 @@ import type { Config } from '../../config/index.js';
 import { FramewiseError } from '../../errors/index.js';
 import { backboneIdentity, type BackboneIdentity } from '../../ml/backbone-specs.js';
 import type { BackboneId } from '../../ml/backbone.js';
+import { resolveModel } from '../../ml/registry.js';
 import { HEAD_METADATA_SCHEMA, type HeadMetadata } from '../../ml/head.js';
 import type { ClipRef } from './payloads.js';
 
@@ -49,4 +51,12 @@ export async function readModelInfo(config: Config, dir = config.modelDir): Prom
   };
   cache.set(dir, { mtimeMs, info });
   return info;
+}
+
+/**
+ * The model queue mode labels with now: FRAMEWISE_MODEL (a registry name resolves to its
+ * promoted version, looked up on every call), else FRAMEWISE_MODEL_DIR.
+ */
+export async function currentModelInfo(config: Config): Promise<ModelInfo> {
+  return readModelInfo(config, await resolveModel(config.model, config));
 }

@@ -3,7 +3,7 @@
  *
  * One flow per clip, parents after children (BullMQ runs children first):
  *   classify (root) ◄─ embed ◄─ decode (leaf)
- * `webhook` delivers completion callbacks; `train` is the seam for training as a job.
+ * `webhook` delivers completion callbacks; `train` runs training jobs (`trainings.ts`).
  */
 
 export enum QueueName {
@@ -15,7 +15,7 @@ export enum QueueName {
   Classify = 'classify',
   /** HTTP callbacks on job / batch completion, retried with backoff. */
   Webhook = 'webhook',
-  /** Training the head as a job (not implemented yet: see `startTrainWorker`). */
+  /** Training the head as a job (one per train worker at a time): see `trainings.ts`. */
   Train = 'train',
 }
 

@@ -4,10 +4,12 @@
  * store, embeddings to the feature store, both referenced by key).
  */
 import type { BackboneIdentity } from '../../ml/backbone-specs.js';
-import type { BackboneInfo } from '../../ml/backbone.js';
+import type { BackboneInfo, FeatureKind } from '../../ml/backbone.js';
+import type { HeadOptions, TrainOptions } from '../../ml/head.js';
+import type { VideoSummary } from '../../features/feature-store.js';
 import type { VideoInfo } from '../../media/ffmpeg.js';
-import type { CropMode, SamplingPolicy } from '../../media/sampling.js';
-import type { LabelResult, LabelSuccess } from '../label.js';
+import type { CropMode, SamplingPolicy, WindowsPolicy } from '../../media/sampling.js';
+import type { LabelResult, LabelSuccess, WindowResult } from '../label.js';
 import { JobName } from './names.js';
 
 /** What every stage of one clip's flow knows about the clip. */
@@ -24,6 +26,15 @@ export interface ClipRef {
   sampling: { policy: SamplingPolicy; size: number; crop: CropMode };
   /** The batch the clip was first submitted with, if any. */
   batchId?: string | undefined;
+  /** Label window by window ("which action, when", as `label --windows`); absent: one clip-level label. */
+  windows?: ClipWindows | undefined;
+}
+
+/** How a windowed clip is labelled: the windows (their frames per window are the head's uniform:N) and the unknown threshold. */
+export interface ClipWindows {
+  policy: WindowsPolicy;
+  /** Unknown threshold of the segments (as `label --threshold`); absent: the model's, else 0.5. */
+  threshold?: number | undefined;
 }
 
 export interface DecodeJobData {
@@ -32,11 +43,14 @@ export interface DecodeJobData {
 
 export interface EmbedJobData {
   clip: ClipRef;
+  /** Windowed clips: the model, for a video too long for the feature store (its windows are scored in the embed stage). */
+  model?: ClassifyJobData['model'];
 }
 
 export interface ClassifyJobData {
   clip: ClipRef;
-  model: { id: string; version: string };
+  /** The model version to label with, and its folder (the registry version folder, or FRAMEWISE_MODEL_DIR). */
+  model: { id: string; version: string; dir?: string };
   topK: number;
 }
 
@@ -49,12 +63,31 @@ export interface WebhookJobData {
   body: Record<string, unknown>;
 }
 
+/** A training run as a job: what `runTraining` needs, in JSON (see `src/jobs/queue/trainings.ts`). */
 export interface TrainJobData {
+  trainingId: string;
   /** Labelled data (manifest CSV or class folders) readable by the train worker. */
   manifest: string;
-  /** Where to save the trained head. */
-  out: string;
-  options: Record<string, unknown>;
+  /** The folder the manifest's relative paths are relative to (an uploaded CSV's: the first path root). */
+  manifestBaseDir?: string | undefined;
+  valManifest?: string | undefined;
+  /** The registry name the model is saved under (a new version of it). */
+  name: string;
+  /** Promote the new version (the first version of a name is promoted anyway). */
+  promote: boolean;
+  options: TrainingRequestOptions;
+  createdAt: string;
+}
+
+/** Training options a request may set (the same as `framewise train`'s). */
+export interface TrainingRequestOptions {
+  split?: { fraction?: number; column?: string; valValues?: string[]; groupColumn?: string };
+  head?: Partial<HeadOptions>;
+  training?: Partial<TrainOptions>;
+  feature?: FeatureKind;
+  /** e.g. `uniform:16`. */
+  sampling?: string;
+  baseline?: boolean;
 }
 
 /** Every job framewise puts in a queue, keyed by name. */
@@ -72,15 +105,31 @@ export type DecodeJobResult =
   | { hit: true; frames: number; decodeMs: number }
   | { hit: false; artifactKey: string; info: VideoInfo; count: number; size: number; times: number[]; decodeMs: number };
 
+/**
+ * The decode stage's return value for a windowed clip: no frames (the embed stage decodes as it
+ * embeds, see `window-stages.ts`), only whether the pass is in the feature store, else the probed video.
+ */
+export type WindowsDecodeJobResult = { windows: true; hit: true; decodeMs: number } | { windows: true; hit: false; info: VideoInfo; decodeMs: number };
+
 /** The embed stage's return value. */
 export interface EmbedJobResult {
   /** True when the features came from the feature store (the decode stage found them). */
   cached: boolean;
+  /** Frames embedded (windowed clips: 0 when none were). */
   frames: number;
   embedMs: number;
   /** The backbone that embedded the frames (null on a store hit). */
   backbone: BackboneInfo | null;
+  /** Windowed clips: where the classify stage finds the windows. */
+  windows?: WindowsEmbedOutcome;
 }
+
+/**
+ * Where a windowed clip's windows come from: the pass's embeddings in the feature store (the
+ * classify stage scores them), or, for a video too long for the store, the window scores the
+ * embed stage computed (a few numbers per window: the result lists them anyway).
+ */
+export type WindowsEmbedOutcome = { stored: true } | { stored: false; video: VideoSummary; scores: WindowResult[] };
 
 /** The classify stage's return value: the same result `framewise label` prints. */
 export type ClassifyJobResult = LabelSuccess;

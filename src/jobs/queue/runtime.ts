@@ -67,6 +67,10 @@ export class MetaKeys {
   cancelled(clipId: string): string {
     return this.k('clip', clipId, 'cancelled');
   }
+  /** String: a training's cancellation (JSON record; also for trainings removed while waiting). */
+  trainingCancelled(trainingId: string): string {
+    return this.k('training', trainingId, 'cancelled');
+  }
   /** Hash: `realpath|size|mtimeMs` → clip id, per model identity (fast `mode: missing`). */
   labelled(modelKey: string): string {
     return this.k('labelled', modelKey);

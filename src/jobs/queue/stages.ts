@@ -2,6 +2,7 @@
  * The three stages of a clip's flow as plain async functions over a `ClipRef`. They call the
  * same building blocks as inline mode (`Extractor.prepare`, `Extractor.embed`,
  * `TemporalHead.predict`, `toLabelResult`); the BullMQ processors in `workers.ts` only carry them.
+ * A windowed clip (`clip.windows`) has its own three stages: `window-stages.ts`.
  */
 import { performance } from 'node:perf_hooks';
 import { FramewiseError } from '../../errors/index.js';
@@ -11,6 +12,7 @@ import type { FrameBatch, MediaTools } from '../../media/ffmpeg.js';
 import type { Backbone } from '../../ml/backbone.js';
 import { checkCompatible, type TemporalHead } from '../../ml/head.js';
 import { toLabelResult, type LabelSuccess } from '../label.js';
+import { withUnknownThreshold } from '../thresholds.js';
 import { framesArtifactKey, type ArtifactStore } from './artifact-store.js';
 import { featureKeyOf } from './idempotency.js';
 import type { ClipRef, DecodeJobResult, EmbedJobResult } from './payloads.js';
@@ -35,6 +37,13 @@ export function extractorFor(clip: ClipRef, deps: StageDeps, openBackbone?: () =
   });
 }
 
+/** The bytes read now are the bytes submitted (else FW_ERR_INPUT_CHANGED: the job would label another file). */
+export function checkSameBytes(clip: ClipRef, hash: string): void {
+  if (hash !== clip.contentHash) {
+    throw new FramewiseError('FW_ERR_INPUT_CHANGED', `the file changed since it was submitted (sha256 ${hash.slice(0, 12)}… instead of ${clip.contentHash.slice(0, 12)}…): ${clip.source}`);
+  }
+}
+
 /**
  * Decode stage: feature-store lookup first (a hit skips decoding), else probe + one sequential
  * decode; the rgb24 frames go to the artifact store, the small facts to the return value.
@@ -42,10 +51,7 @@ export function extractorFor(clip: ClipRef, deps: StageDeps, openBackbone?: () =
 export async function decodeStage(clip: ClipRef, deps: StageDeps, signal?: AbortSignal): Promise<DecodeJobResult> {
   const t0 = performance.now();
   const d = await extractorFor(clip, deps).prepare(clip.path, signal);
-  const hash = 'hit' in d ? d.hit.key.contentHash : d.key.contentHash;
-  if (hash !== clip.contentHash) {
-    throw new FramewiseError('FW_ERR_INPUT_CHANGED', `the file changed since it was submitted (sha256 ${hash.slice(0, 12)}… instead of ${clip.contentHash.slice(0, 12)}…): ${clip.source}`);
-  }
+  checkSameBytes(clip, 'hit' in d ? d.hit.key.contentHash : d.key.contentHash);
   if ('hit' in d) return { hit: true, frames: d.hit.count, decodeMs: Math.round(performance.now() - t0) };
   const artifactKey = framesArtifactKey(clip.clipId);
   await deps.artifacts.put(artifactKey, d.frames.data);
@@ -75,7 +81,7 @@ export async function embedStage(clip: ClipRef, decoded: DecodeJobResult, deps: 
   return { cached: false, frames: decoded.count, embedMs: Math.round(performance.now() - t0), backbone: backbone.info };
 }
 
-/** Classify stage: stored features → the head → the same result inline `label` gives. */
+/** Classify stage: stored features → the head → the same result inline `label` gives (the model's unknown threshold applied). */
 export async function classifyStage(clip: ClipRef, embedded: EmbedJobResult, head: TemporalHead, topK: number, deps: StageDeps): Promise<LabelSuccess> {
   checkCompatible(head.metadata, clip.backbone, 'the classify worker');
   const seq = await deps.store.get(featureKeyOf(clip));
@@ -84,5 +90,5 @@ export async function classifyStage(clip: ClipRef, embedded: EmbedJobResult, hea
   const extractor = extractorFor(clip, deps);
   // the result records the engine that embedded the frames (none when they came from the store)
   if (embedded.backbone) extractor.loadedInfo = embedded.backbone;
-  return toLabelResult(clip.source, probs as Float32Array, seq, embedded.cached, head, extractor, topK);
+  return withUnknownThreshold(toLabelResult(clip.source, probs as Float32Array, seq, embedded.cached, head, extractor, topK), head.metadata);
 }

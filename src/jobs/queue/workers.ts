@@ -1,11 +1,14 @@
 /**
  * The worker processes of queue mode. Each start function opens what its stage needs once per
  * process (the embed worker its backbone, warmed; the classify worker its head, warmed) and
- * then carries the plain stage functions of `stages.ts` in a BullMQ `Worker`.
+ * then carries the plain stage functions of `stages.ts` (`window-stages.ts` for windowed clips)
+ * in a BullMQ `Worker`.
  *
  * - decode: concurrency FRAMEWISE_DECODE_CONCURRENCY (≈ cores; ffmpeg runs in its own processes).
  * - embed: FRAMEWISE_EMBED_CONCURRENCY jobs held at once, feeding ONE backbone through the
- *   batching embedder (model concurrency 1, frames batched across jobs).
+ *   batching embedder (model concurrency 1, frames batched across jobs). A windowed clip's pass
+ *   (decode + embed, streaming) holds one of them; one too long for the feature store also loads
+ *   the job's head for the time of the pass.
  * - classify: concurrency 1.
  * Errors: a FramewiseError that is `permanent` becomes `UnrecoverableError('<code>: <message>')`
  * (no retries, `failedReason` starts with the code); others are retried (`attempts`, exponential
@@ -26,16 +29,19 @@ import { runtimeFromConfig } from '../runtime.js';
 import { framesArtifactKey } from './artifact-store.js';
 import { BatchingBackbone } from './batching-embedder.js';
 import { formatFailedReason, noteClipFinished } from './clips.js';
-import { readModelInfo } from './model-info.js';
+import { currentModelInfo, readModelInfo } from './model-info.js';
 import { QueueName } from './names.js';
-import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, TrainJobData, WebhookJobData } from './payloads.js';
+import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, TrainJobData, WebhookJobData, WindowsDecodeJobResult } from './payloads.js';
 import { openQueueRuntime, workerConnection, type QueueRuntime } from './runtime.js';
 import { classifyStage, decodeStage, embedStage, type StageDeps } from './stages.js';
+import { classifyWindowsStage, decodeWindowsStage, embedWindowsStage, isWindowed, type WindowsEmbedOptions } from './window-stages.js';
+import type { WindowsProgress } from '../windows.js';
+import { runTrainJob, type TrainingJobResult } from './trainings.js';
 
 export const WORKER_KINDS = ['decode', 'embed', 'classify', 'webhook', 'train'] as const;
 export type WorkerKind = (typeof WORKER_KINDS)[number];
-/** What `framewise worker all` runs: every stage plus webhooks (not the train seam). */
-export const ALL_WORKER_KINDS: readonly WorkerKind[] = ['decode', 'embed', 'classify', 'webhook'];
+/** What `framewise worker all` runs: every stage, webhooks and training. */
+export const ALL_WORKER_KINDS: readonly WorkerKind[] = ['decode', 'embed', 'classify', 'webhook', 'train'];
 
 /** How long a job of a paused batch is put aside before it is looked at again (resume promotes it at once). */
 export const PAUSE_RECHECK_MS = 60_000;
@@ -71,7 +77,16 @@ export interface StartWorkersOptions {
   log?: Logger;
   /** Per-kind concurrency overrides (tests, bench). */
   concurrency?: Partial<Record<WorkerKind, number>>;
+  /**
+   * A windowed clip's pass goes to the feature store (and the classify worker scores it) when it
+   * has at most this many frames; longer ones are scored in the embed worker (tests).
+   * @defaultValue 4096, as inline `label --windows`
+   */
+  windowsMaxStoredFrames?: number;
 }
+
+/** How often a windows pass writes its progress and looks for a cancellation. */
+const PROGRESS_INTERVAL_MS = 500;
 
 const newStats = (): WorkerStats => ({ completed: 0, failed: 0, computed: 0, storeHits: 0, frames: 0 });
 
@@ -82,10 +97,17 @@ function toStageError(err: unknown): Error {
   return e.permanent ? new UnrecoverableError(formatFailedReason(e)) : new Error(formatFailedReason(e));
 }
 
+/** The clip's cancellation (it, or its batch, was cancelled), or undefined; and its batch's state. */
+async function runState(rt: QueueRuntime, clip: ClipRef): Promise<{ cancelled: FramewiseError | undefined; batchState: string | null }> {
+  const [cancelled, batchState] = await Promise.all([rt.redis.exists(rt.keys.cancelled(clip.clipId)), clip.batchId ? rt.redis.hget(rt.keys.batch(clip.batchId), 'state') : Promise.resolve(null)]);
+  const stop = cancelled || batchState === 'cancelled' ? new FramewiseError('FW_ERR_JOB_CANCELLED', `job ${clip.clipId} was cancelled${batchState === 'cancelled' ? ` (batch ${clip.batchId})` : ''}`) : undefined;
+  return { cancelled: stop, batchState };
+}
+
 /** Before a stage runs: cancelled clip → fail; paused batch → put the job aside. */
 async function checkRunnable(rt: QueueRuntime, job: Job, token: string | undefined, clip: ClipRef): Promise<void> {
-  const [cancelled, batchState] = await Promise.all([rt.redis.exists(rt.keys.cancelled(clip.clipId)), clip.batchId ? rt.redis.hget(rt.keys.batch(clip.batchId), 'state') : Promise.resolve(null)]);
-  if (cancelled || batchState === 'cancelled') throw new FramewiseError('FW_ERR_JOB_CANCELLED', `job ${clip.clipId} was cancelled${batchState === 'cancelled' ? ` (batch ${clip.batchId})` : ''}`);
+  const { cancelled, batchState } = await runState(rt, clip);
+  if (cancelled) throw cancelled;
   if (batchState === 'paused') {
     await job.moveToDelayed(Date.now() + PAUSE_RECHECK_MS, token);
     throw new DelayedError();
@@ -96,6 +118,45 @@ async function checkRunnable(rt: QueueRuntime, job: Job, token: string | undefin
 async function passOnChildFailure(job: Job): Promise<void> {
   const failures = Object.values(await job.getIgnoredChildrenFailures());
   if (failures.length > 0) throw new UnrecoverableError(failures[0] as string);
+}
+
+/**
+ * Follow a windows pass (minutes for a long video): its progress becomes the job's progress
+ * `{percent, doneSec, durationSec, frames, windows}` (GET /v1/jobs/:id and SSE show `percent` as
+ * the stage's progress, the rest as its `detail`), written at most every PROGRESS_INTERVAL_MS;
+ * at the same pace a cancelled clip aborts the pass (ffmpeg is stopped at its next batch).
+ * `finish` writes the last figures once the pass is over.
+ */
+function followWindowsPass(rt: QueueRuntime, job: Job, clip: ClipRef): Pick<WindowsEmbedOptions, 'signal' | 'onProgress'> & { finish: () => Promise<void> } {
+  const ctl = new AbortController();
+  let last = 0;
+  let latest: WindowsProgress | undefined;
+  const write = (p: WindowsProgress, percent: number): Promise<void> =>
+    job.updateProgress({ percent, doneSec: Math.round(p.doneSec * 100) / 100, durationSec: p.durationSec, frames: p.frames, windows: p.windows }).catch(() => undefined);
+  const onProgress = (p: WindowsProgress): void => {
+    latest = p;
+    const now = Date.now();
+    if (now - last < PROGRESS_INTERVAL_MS) return;
+    last = now;
+    void write(p, p.durationSec > 0 ? Math.min(99, Math.round((100 * p.doneSec) / p.durationSec)) : 0);
+    runState(rt, clip).then(
+      ({ cancelled }) => cancelled && ctl.abort(cancelled),
+      () => undefined,
+    );
+  };
+  const finish = async (): Promise<void> => {
+    if (latest) await write({ ...latest, doneSec: latest.durationSec || latest.doneSec }, 100);
+  };
+  return { signal: ctl.signal, onProgress, finish };
+}
+
+/** The folder of a job's model version (it travels with the job; older jobs: the current model's), checked to hold that version still. */
+async function jobModelDir(config: Config, model: ClassifyJobData['model']): Promise<string> {
+  const info = model.dir !== undefined ? await readModelInfo(config, model.dir) : await currentModelInfo(config);
+  if (info.model.version !== model.version || info.model.id !== model.id) {
+    throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the job asks for model ${model.id} ${model.version}; ${info.dir} holds ${info.model.id} ${info.model.version}`);
+  }
+  return info.dir;
 }
 
 async function onlyChildValue<T>(job: Job): Promise<T> {
@@ -163,14 +224,16 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
     for (const kind of new Set(kinds)) {
       const stats = newStats();
       if (kind === 'decode') {
-        make<DecodeJobData, DecodeJobResult>(
+        make<DecodeJobData, DecodeJobResult | WindowsDecodeJobResult>(
           kind,
           QueueName.Decode,
           stageProcessor(rt, async (job, signal) => {
             await job.updateProgress(5);
-            const out = await decodeStage(job.data.clip, deps, signal);
+            const { clip } = job.data;
+            // a windowed clip is decoded by its embed stage, streaming (see window-stages.ts)
+            const out = isWindowed(clip) ? await decodeWindowsStage(clip, deps) : await decodeStage(clip, deps, signal);
             if (out.hit) stats.storeHits++;
-            else {
+            else if ('count' in out) {
               stats.computed++;
               stats.frames += out.count;
             }
@@ -208,7 +271,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
           return b;
         };
         // load and warm the current model's backbone before taking jobs
-        const current = await readModelInfo(config).catch(() => undefined);
+        const current = await currentModelInfo(config).catch(() => undefined);
         if (current) await open(current);
         cleanups.push(async () => {
           for (const b of backbones.values()) await (await b.catch(() => undefined))?.dispose();
@@ -218,10 +281,23 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
           QueueName.Embed,
           stageProcessor(rt, async (job) => {
             await passOnChildFailure(job);
-            const decoded = await onlyChildValue<DecodeJobResult>(job);
-            const backbone = await open(job.data.clip);
+            const { clip, model } = job.data;
+            const backbone = await open(clip);
             await job.updateProgress(10);
-            const out = await embedStage(job.data.clip, decoded, deps, backbone);
+            let out: EmbedJobResult;
+            if (isWindowed(clip)) {
+              const { finish, ...follow } = followWindowsPass(rt, job, clip);
+              out = await embedWindowsStage(clip, await onlyChildValue<WindowsDecodeJobResult>(job), deps, backbone, {
+                openHead: async () => {
+                  if (!model) throw new FramewiseError('FW_ERR_INTERNAL', `embed job ${job.id} of a windowed clip carries no model`);
+                  return TemporalHead.load(await jobModelDir(config, model), undefined, config.backend);
+                },
+                embedBatch: q.embedBatchFrames,
+                ...(opts.windowsMaxStoredFrames !== undefined ? { maxStoredFrames: opts.windowsMaxStoredFrames } : {}),
+                ...follow,
+              });
+              await finish();
+            } else out = await embedStage(clip, await onlyChildValue<DecodeJobResult>(job), deps, backbone);
             if (out.cached) stats.storeHits++;
             else {
               stats.computed++;
@@ -233,22 +309,29 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
           stats,
         );
       } else if (kind === 'classify') {
-        let head = await TemporalHead.load(config.modelDir, undefined, config.backend);
-        await head.predict([{ data: new Float32Array(head.metadata.backbone.dim), count: 1 }]); // warm-up
-        log.info({ model: head.metadata.id, version: head.metadata.version }, 'classify worker: head ready');
-        /** The head for a job's model version: reloaded when FRAMEWISE_MODEL_DIR now holds that version. */
+        let head: TemporalHead | undefined;
+        const load = async (dir: string): Promise<TemporalHead> => {
+          const next = await TemporalHead.load(dir, undefined, config.backend);
+          await next.predict([{ data: new Float32Array(next.metadata.backbone.dim), count: 1 }]); // warm-up
+          log.info({ model: next.metadata.id, version: next.metadata.version, dir }, 'classify worker: head ready');
+          return next;
+        };
+        // load and warm the current model before taking jobs; without one yet (a registry name
+        // with no promoted version), jobs load theirs
+        try {
+          head = await load((await currentModelInfo(config)).dir);
+        } catch (err) {
+          log.warn({ err: err instanceof Error ? err.message : String(err) }, 'classify worker: no current model yet; heads load with their jobs');
+        }
+        /** The head of the job's model version (its folder travels with the job; older jobs: the current model's). */
         const headFor = async (model: ClassifyJobData['model']): Promise<TemporalHead> => {
-          if (head.metadata.version === model.version && head.metadata.id === model.id) return head;
-          const onDisk = await readModelInfo(config);
-          if (onDisk.model.version !== model.version || onDisk.model.id !== model.id) {
-            throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the job asks for model ${model.id} ${model.version}; this classify worker has ${head.metadata.id} ${head.metadata.version} (FRAMEWISE_MODEL_DIR=${config.modelDir})`);
-          }
-          const next = await TemporalHead.load(config.modelDir, undefined, config.backend);
-          head.dispose();
+          if (head && head.metadata.version === model.version && head.metadata.id === model.id) return head;
+          const next = await load(await jobModelDir(config, model));
+          head?.dispose();
           head = next;
           return head;
         };
-        cleanups.push(async () => head.dispose());
+        cleanups.push(async () => head?.dispose());
         const w = make<ClassifyJobData, ClassifyJobResult>(
           kind,
           QueueName.Classify,
@@ -256,7 +339,8 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
             await passOnChildFailure(job);
             const embedded = await onlyChildValue<EmbedJobResult>(job);
             const h = await headFor(job.data.model);
-            return classifyStage(job.data.clip, embedded, h, job.data.topK, deps);
+            const { clip, topK } = job.data;
+            return isWindowed(clip) ? classifyWindowsStage(clip, embedded, h, topK, deps) : classifyStage(clip, embedded, h, topK, deps);
           }),
           1,
           stats,
@@ -280,12 +364,14 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
           stats,
         );
       } else if (kind === 'train') {
-        make<TrainJobData, never>(
+        make<TrainJobData, TrainingJobResult>(
           kind,
           QueueName.Train,
           async (job) => {
             try {
-              return await runTrainJob(job.data);
+              const out = await runTrainJob(job, rt, config);
+              log.info({ trainingId: job.data.trainingId, name: out.id, version: out.version, epochs: out.epochs, cancelled: out.cancelled, validation: out.metrics.validation }, 'training finished');
+              return out;
             } catch (err) {
               throw toStageError(err);
             }
@@ -366,15 +452,6 @@ export async function deliverWebhook(data: WebhookJobData, timeoutMs: number): P
   await res.body?.cancel().catch(() => undefined);
   if (!res.ok) throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${data.url} answered HTTP ${res.status}`);
   return { status: res.status };
-}
-
-/**
- * Training as a queue job: the seam. A `train` worker consumes the `train` queue and calls this;
- * TODO(training-as-a-job issue): run `collectFeatures` + `trainHead` (src/jobs/train.ts) on
- * `data.manifest`, save to `data.out`, report epochs through `job.updateProgress`.
- */
-export async function runTrainJob(data: TrainJobData): Promise<never> {
-  throw new FramewiseError('FW_ERR_NOT_IMPLEMENTED', `training as a queue job is not implemented yet (manifest ${data.manifest}); run \`framewise train\` inline`);
 }
 
 /**

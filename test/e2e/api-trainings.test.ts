@@ -1,0 +1,242 @@
+/**
+ * Training as a product, over the HTTP API against real workers (decode, embed, classify, train)
+ * and FRAMEWISE_MODEL naming a registry model:
+ * a training streams one SSE `epoch` event per epoch and is cancelled (its best epoch is kept as
+ * a version that is not promoted); the next one (an uploaded CSV) reads every feature from the
+ * store (nothing decoded) and, being the first complete version, is promoted; a batch labels
+ * the folder with it; a third version is promoted through the API, a few clips are labelled
+ * with it, and a `missing` batch then labels only the files that version has not labelled.
+ * Requests that reach outside the path roots or carry bad options are refused.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildServer } from '../../src/api/server.js';
+import type { Config } from '../../src/config/index.js';
+import type { LabelSuccess } from '../../src/jobs/label.js';
+import type { BatchStatus } from '../../src/jobs/queue/batches.js';
+import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
+import type { TrainingStatus } from '../../src/jobs/queue/trainings.js';
+import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
+import type { ModelSummary } from '../../src/api/model-routes.js';
+import { ensureTestModel, freshCacheDir, makeClips, testConfig, testEnv, type ClipFixture } from '../helpers/queue-fixtures.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { parseSse } from '../helpers/sse.js';
+
+let redis: TestRedis;
+let work: string;
+let roots: string;
+let config: Config;
+let rt: QueueRuntime;
+let app: FastifyInstance;
+let workers: WorkerGroup;
+let clips: ClipFixture[];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  work = await mkdtemp(join(tmpdir(), 'fw-api-trainings-'));
+  roots = join(work, 'archive');
+  await mkdir(roots, { recursive: true });
+  clips = await makeClips(join(roots, 'data'), ['zoom_in', 'pan_left'], 5, 300);
+  await writeFile(join(roots, 'train.csv'), `path,label\n${clips.map((c) => `data/${basename(c.path)},${c.motion}`).join('\n')}\n`);
+  config = testConfig(
+    testEnv({
+      redisUrl: redis.url,
+      prefix: 'apitrain',
+      cacheDir: await freshCacheDir(work),
+      dataDir: join(work, 'data'),
+      modelDir: await ensureTestModel(),
+      extra: { FRAMEWISE_PATH_ROOTS: roots, FRAMEWISE_MODELS_DIR: join(work, 'models'), FRAMEWISE_MODEL: 'moves' },
+    }),
+  );
+  rt = openQueueRuntime(config);
+  app = await buildServer(config, { runtime: rt, ssePollMs: 50 });
+  // no version of `moves` exists yet: the workers start anyway and load heads with their jobs
+  workers = await startWorkers(['decode', 'embed', 'classify', 'train'], config);
+}, 120_000);
+
+afterAll(async () => {
+  await app?.close();
+  await workers?.close();
+  await rt?.close();
+  await redis?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function training(id: string): Promise<TrainingStatus> {
+  const res = await app.inject({ method: 'GET', url: `/v1/trainings/${id}` });
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json<TrainingStatus>();
+}
+
+async function waitTraining(id: string, until: (s: TrainingStatus) => boolean, timeoutMs = 180_000): Promise<TrainingStatus> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await training(id);
+    if (until(s)) return s;
+    if (s.state === 'failed') throw new Error(`training failed: ${JSON.stringify(s.error)}`);
+    if (Date.now() > deadline) throw new Error(`training did not get there: ${JSON.stringify(s).slice(0, 500)}`);
+    await sleep(100);
+  }
+}
+
+async function submit(body: Record<string, unknown>): Promise<string> {
+  const res = await app.inject({ method: 'POST', url: '/v1/trainings', payload: body });
+  expect(res.statusCode, res.body).toBe(202);
+  return res.json<{ trainingId: string }>().trainingId;
+}
+
+async function waitBatch(batchId: string): Promise<BatchStatus> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const s = (await app.inject({ method: 'GET', url: `/v1/batches/${batchId}` })).json<BatchStatus>();
+    if (s.state === 'completed' || s.state === 'cancelled') return s;
+    if (Date.now() > deadline) throw new Error(`batch did not finish: ${JSON.stringify(s)}`);
+    await sleep(150);
+  }
+}
+
+async function batchResults(batchId: string): Promise<LabelSuccess[]> {
+  const text = (await app.inject({ method: 'GET', url: `/v1/batches/${batchId}/results` })).body;
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as LabelSuccess);
+}
+
+const models = async (): Promise<{ current: { version?: string }; models: ModelSummary[] }> => (await app.inject({ method: 'GET', url: '/v1/models' })).json();
+
+describe('training over the API', () => {
+  let cancelledVersion: string;
+  let v2: string;
+  let v3: string;
+
+  it('streams one event per epoch; cancel keeps the best epoch as a version that is not promoted', async () => {
+    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 1000, patience: 1000, seed: 1 }, baseline: false });
+    const events = app.inject({ method: 'GET', url: `/v1/trainings/${id}/events` });
+    await waitTraining(id, (s) => s.progress.epochs.length >= 2);
+    const del = await app.inject({ method: 'DELETE', url: `/v1/trainings/${id}` });
+    expect(del.statusCode, del.body).toBe(200);
+    expect(del.json<TrainingStatus>().cancelRequested).toBe(true);
+
+    const stream = parseSse((await events).body);
+    const epochs = stream.filter((e) => e.event === 'epoch').map((e) => e.data);
+    expect(epochs.length).toBeGreaterThanOrEqual(2);
+    expect(epochs.map((e) => e.epoch)).toEqual(epochs.map((_, i) => i + 1));
+    for (const e of epochs) for (const k of ['loss', 'acc', 'valLoss', 'valAcc']) expect(typeof e[k]).toBe('number');
+    expect(stream.some((e) => e.event === 'progress' && e.data.phase === 'features' && (e.data.items as { total: number }).total === clips.length)).toBe(true);
+    const last = stream[stream.length - 1]!;
+    expect(last.event).toBe('cancelled');
+    const result = last.data.result as TrainingStatus['result'];
+    expect(result).toMatchObject({ cancelled: true, registered: { name: 'moves', promoted: false }, epochs: epochs.length });
+    cancelledVersion = result!.version;
+
+    const status = await training(id);
+    expect(status).toMatchObject({ state: 'cancelled', result: { version: cancelledVersion } });
+    expect(status.progress.epochs.length).toBe(epochs.length);
+    const list = await models();
+    expect(list.models).toHaveLength(1);
+    expect(list.models[0]).toMatchObject({ name: 'moves', promoted: null, versions: [{ version: cancelledVersion, promoted: false, training: { cancelled: { afterEpoch: epochs.length } } }] });
+    expect(list.current).toMatchObject({ ref: 'moves', error: { code: 'FW_ERR_MODEL_NOT_FOUND' } });
+  }, 240_000);
+
+  it('trains again from an uploaded CSV on the stored features (nothing decoded); the first complete version is promoted', async () => {
+    const csv = `path,label\n${clips.map((c) => `data/${basename(c.path)},${c.motion}`).join('\n')}\n`;
+    const id = await submit({ name: 'moves', csv, training: { epochs: 6, seed: 1 } });
+    const done = await waitTraining(id, (s) => s.state === 'completed');
+    expect(done.result).toMatchObject({ cancelled: false, registered: { name: 'moves', promoted: true }, features: { decoded: 0, embedded: 0, cached: clips.length }, trainN: expect.any(Number) });
+    expect(done.progress.epochs.length).toBe(done.result!.epochs);
+    v2 = done.result!.version;
+    expect(v2).not.toBe(cancelledVersion);
+    expect((await models()).current).toMatchObject({ ref: 'moves', id: 'moves', version: v2 });
+
+    const batch = await app.inject({ method: 'POST', url: '/v1/batches', payload: { path: 'data', mode: 'all' } });
+    expect(batch.statusCode, batch.body).toBe(202);
+    const batchId = batch.json<{ batchId: string }>().batchId;
+    expect((await waitBatch(batchId)).counts.completed).toBe(clips.length);
+    for (const r of await batchResults(batchId)) {
+      expect(r).toMatchObject({ ok: true, model: { id: 'moves', version: v2 }, thresholds: { unknown: expect.any(Number) } });
+    }
+  }, 240_000);
+
+  it('promote through the API switches new jobs; a `missing` batch labels only what the new version has not', async () => {
+    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 4, seed: 2 } });
+    const done = await waitTraining(id, (s) => s.state === 'completed');
+    v3 = done.result!.version;
+    expect(done.result).toMatchObject({ registered: { promoted: false }, features: { decoded: 0, embedded: 0 } });
+    expect((await models()).current).toMatchObject({ version: v2 });
+
+    const promote = await app.inject({ method: 'POST', url: '/v1/models/moves/promote', payload: { version: v3 } });
+    expect(promote.statusCode, promote.body).toBe(200);
+    expect(promote.json<ModelSummary>()).toMatchObject({ promoted: v3 });
+    expect(promote.json<ModelSummary>().versions.map((v) => v.version)).toEqual([v3, v2, cancelledVersion]);
+    expect((await models()).current).toMatchObject({ version: v3 });
+
+    // three clips labelled one by one with the promoted version
+    const first = clips.slice(0, 3);
+    for (const c of first) {
+      const res = await app.inject({ method: 'POST', url: '/v1/clips', payload: { path: `data/${basename(c.path)}` } });
+      expect([200, 202], res.body).toContain(res.statusCode);
+      const jobId = res.json<{ jobId: string }>().jobId;
+      for (let i = 0; i < 600; i++) {
+        const s = (await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}` })).json<{ state: string; result: LabelSuccess | null }>();
+        if (s.state === 'completed') {
+          expect(s.result).toMatchObject({ model: { id: 'moves', version: v3 } });
+          break;
+        }
+        expect(s.state).not.toBe('failed');
+        await sleep(100);
+      }
+    }
+    const decodedBefore = workers.handles.find((h) => h.kind === 'decode')!.stats.computed;
+    const batch = await app.inject({ method: 'POST', url: '/v1/batches', payload: { path: 'data', mode: 'missing' } });
+    expect(batch.statusCode, batch.body).toBe(202);
+    expect(batch.json()).toMatchObject({ total: clips.length - first.length, created: clips.length - first.length, skipped: first.length });
+    const status = await waitBatch(batch.json<{ batchId: string }>().batchId);
+    expect(status.counts.completed).toBe(clips.length - first.length);
+    const results = await batchResults(status.batchId);
+    expect(results.map((r) => basename(r.path)).sort()).toEqual(clips.slice(first.length).map((c) => basename(c.path)).sort());
+    for (const r of results) expect(r.model).toEqual({ id: 'moves', version: v3 });
+    // every feature was in the store: relabelling decoded nothing
+    expect(workers.handles.find((h) => h.kind === 'decode')!.stats.computed).toBe(decodedBefore);
+  }, 240_000);
+
+  it('serves the report of a version; refuses to remove the promoted version', async () => {
+    const html = await app.inject({ method: 'GET', url: `/v1/models/moves/versions/${v3}/report` });
+    expect(html.statusCode).toBe(200);
+    expect(html.headers['content-type']).toContain('text/html');
+    expect(html.body).toContain('<svg');
+    const json = await app.inject({ method: 'GET', url: `/v1/models/moves/versions/${v3}/report?format=json` });
+    expect(json.json()).toMatchObject({ top1: expect.any(Number), labels: ['pan_left', 'zoom_in'] });
+    const rmPromoted = await app.inject({ method: 'DELETE', url: `/v1/models/moves/versions/${v3}` });
+    expect(rmPromoted.statusCode).toBe(409);
+    expect(rmPromoted.json()).toMatchObject({ error: { code: 'FW_ERR_MODEL_CONFLICT' } });
+    const rmOld = await app.inject({ method: 'DELETE', url: `/v1/models/moves/versions/${cancelledVersion}` });
+    expect(rmOld.json()).toMatchObject({ removed: true, wasPromoted: false });
+    expect((await models()).models[0]?.versions.map((v) => v.version)).toEqual([v3, v2]);
+    expect((await app.inject({ method: 'GET', url: '/v1/models/nope' })).statusCode).toBe(404);
+  });
+
+  it('refuses data outside the roots and bad options, with their codes', async () => {
+    const cases: Array<[Record<string, unknown>, number, string]> = [
+      [{ name: 'moves', manifest: '/etc/passwd' }, 403, 'FW_ERR_PATH_FORBIDDEN'],
+      [{ name: 'moves', csv: 'path,label\n/etc/hostname,a\ndata/x.mp4,b\n' }, 403, 'FW_ERR_PATH_FORBIDDEN'],
+      [{ name: 'moves', manifest: 'train.csv', csv: 'path,label\n' }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'moves', manifest: 'train.csv', head: { units: -1 } }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'moves', manifest: 'train.csv', training: { epochz: 3 } }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'bad name!', manifest: 'train.csv' }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'moves', csv: 'file,class\ndata/a.mp4,x\n' }, 422, 'FW_ERR_MANIFEST_INVALID'],
+    ];
+    for (const [payload, status, code] of cases) {
+      const res = await app.inject({ method: 'POST', url: '/v1/trainings', payload });
+      expect(res.statusCode, `${JSON.stringify(payload)}: ${res.body}`).toBe(status);
+      expect(res.json()).toMatchObject({ error: { code } });
+    }
+    expect((await app.inject({ method: 'GET', url: '/v1/trainings/train-0123' })).statusCode).toBe(404);
+    const listed = (await app.inject({ method: 'GET', url: '/v1/trainings' })).json<{ trainings: TrainingStatus[] }>().trainings;
+    expect(listed.map((t) => t.state)).toEqual(['completed', 'completed', 'cancelled']);
+  });
+});
