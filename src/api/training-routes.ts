@@ -67,6 +67,12 @@ export const TRAINING_BODY = {
     feature: { type: 'string', enum: [...FEATURE_KINDS], description: 'per-frame feature (default: the training default, see docs/training.md)' },
     sampling: { type: 'string', description: 'e.g. uniform:16 (default)' },
     baseline: { type: 'boolean', description: 'also train the mean-pooling baseline and record its validation figures (default true)' },
+    augment: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { jitter: { type: 'integer', minimum: 0, maximum: 16 }, flip: { type: 'boolean' } },
+      description: 'augmented copies of the training rows, made at extraction and stored: `jitter` copies with jittered frame positions, and/or a mirrored copy (`flip`; left/right labels swap)',
+    },
   },
 } as const;
 
@@ -189,6 +195,7 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRoutesOptions> = async (
         ...(b.feature ? { feature: b.feature } : {}),
         ...(b.sampling ? { sampling: b.sampling } : {}),
         ...(b.baseline !== undefined ? { baseline: b.baseline } : {}),
+        ...(b.augment ? { augment: b.augment } : {}),
       };
       const { trainingId } = await submitTraining(rt, { manifest, manifestBaseDir, valManifest, name: b.name, promote: b.promote === true, options });
       void reply.header('location', `/v1/trainings/${trainingId}`);

@@ -15,7 +15,7 @@ import { expandInputs, type Inputs } from '../features/inputs.js';
 import { failure, labelItems, labelItemsWindowed, type LabelResult } from '../jobs/label.js';
 import { createWindowsDeps } from '../jobs/windows.js';
 import { createExtractor, runtimeFromConfig, type RuntimeOptions } from '../jobs/runtime.js';
-import { runTraining } from '../jobs/train.js';
+import { runTraining, type AugmentOptions } from '../jobs/train.js';
 import { runEvaluation } from '../jobs/evaluate.js';
 import { applyUnknownThreshold, unknownThresholdOf } from '../jobs/thresholds.js';
 import { resolveModel } from '../ml/registry.js';
@@ -29,7 +29,7 @@ import { createProgress } from './progress.js';
 import { nonNegativeNumber, positiveInt, positiveNumber, unitInterval } from './arg-parsers.js';
 import { registerQueueCommands } from './queue-commands.js';
 import { registerModelCommands } from './models-commands.js';
-import { addHeadOptions, headOptionsFrom, trainOptionsFrom, unknownRuleArg, type HeadFlags } from './train-options.js';
+import { addHeadOptions, augmentArg, headOptionsFrom, trainOptionsFrom, unknownRuleArg, type HeadFlags } from './train-options.js';
 
 export const EXIT = { OK: 0, PARTIAL: 1, USAGE: 2, FAILED: 3 } as const;
 
@@ -261,6 +261,7 @@ interface TrainFlags extends EmbedFlags, HeadFlags {
   baseline: boolean;
   report: boolean;
   unknownRule?: UnknownRule;
+  augment?: AugmentOptions;
   id?: string;
 }
 
@@ -299,6 +300,7 @@ async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> 
       baseline: o.baseline,
       report: o.report,
       ...(o.unknownRule ? { unknownRule: o.unknownRule } : {}),
+      ...(o.augment ? { augment: o.augment } : {}),
     },
     {
       onItem: (done, total, item) => {
@@ -337,6 +339,7 @@ async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> 
     skipped: result.skipped.map((f) => ({ path: f.source, code: f.error.code })),
     cancelled: result.cancelled,
     features: result.features,
+    ...(result.augmented ? { augmented: result.augmented } : {}),
   };
   io.stdout.write(`${JSON.stringify(summary)}\n`);
   return result.skipped.length > 0 || result.cancelled ? EXIT.PARTIAL : EXIT.OK;
@@ -446,6 +449,7 @@ export function buildProgram(io: Io, run: (fn: (config: Config) => Promise<numbe
         .option('--no-baseline', 'do not train the mean-pooling baseline (its validation top-1 is recorded in metadata by default)')
         .option('--unknown-rule <rule>', 'how the unknown threshold is chosen on validation data: macro-f1, precision:P or none (default macro-f1)', unknownRuleArg)
         .option('--no-report', 'do not write the validation report (report.json, report.html) beside the model')
+        .option('--augment <what>', 'augmented copies of the training rows, made at extraction and stored: jitter[:K] (K copies with jittered frame positions, default 2) and/or flip (mirrored; left/right labels swap)', augmentArg)
         .option('--id <name>', 'model id recorded in metadata (default: the --register name, else the --out folder name)'),
     ),
   ).action(async (o) => run((c) => cmdTrain(o as TrainFlags, c, io)));

@@ -4,6 +4,7 @@
  * fill the rest).
  */
 import { Option, InvalidArgumentError, type Command } from 'commander';
+import type { AugmentOptions } from '../jobs/train.js';
 import { HEAD_OPTIONS_SCHEMA, POOLINGS, TEMPORAL_DIFFS, TRAIN_OPTIONS_SCHEMA, type HeadOptions, type Pooling, type TemporalDiff, type TrainOptions } from '../ml/head.js';
 import { parseUnknownRule, type UnknownRule } from '../ml/metrics.js';
 import { nonNegativeInt, positiveInt, positiveNumber, rate } from './arg-parsers.js';
@@ -32,6 +33,19 @@ export const unknownRuleArg = (v: string): UnknownRule => {
   const r = parseUnknownRule(v);
   if (!r) throw new InvalidArgumentError('expected macro-f1, precision:P (0 < P ≤ 1) or none');
   return r;
+};
+
+/** `--augment jitter:K,flip` (either part alone): augmented copies of the training rows. */
+export const augmentArg = (v: string): AugmentOptions => {
+  const out: AugmentOptions = {};
+  for (const part of v.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const m = /^jitter(?::(\d+))?$/.exec(part);
+    if (m) out.jitter = m[1] === undefined ? 2 : Number(m[1]);
+    else if (part === 'flip') out.flip = true;
+    else throw new InvalidArgumentError(`expected jitter[:K] and/or flip, e.g. jitter:2,flip (got '${part}')`);
+  }
+  if (out.jitter !== undefined && (out.jitter < 1 || out.jitter > 16)) throw new InvalidArgumentError('jitter copies: 1 to 16');
+  return out;
 };
 
 /** Add the head and training flags (defaults shown are the schemas'). */

@@ -47,7 +47,11 @@ export class Extractor {
   /** The backbone's own description, once it has been opened (engine and backend in use). */
   loadedInfo: BackboneInfo | undefined;
 
-  constructor(private readonly opts: ExtractorOptions) {}
+  /** @param sharesBackbone a variant: its backbone belongs to the extractor it came from (not disposed here). */
+  constructor(
+    private readonly opts: ExtractorOptions,
+    private readonly sharesBackbone = false,
+  ) {}
 
   get identity(): BackboneIdentity {
     return this.opts.identity;
@@ -55,6 +59,14 @@ export class Extractor {
 
   get sampling(): { policy: SamplingPolicy; geometry: FrameGeometry } {
     return { policy: this.opts.sampling, geometry: this.opts.geometry };
+  }
+
+  /**
+   * An extractor for other sampling/geometry (augmented variants) that shares this one's store,
+   * tools and backbone (opened once, by whichever extractor needs it first).
+   */
+  variant(sampling: SamplingPolicy, geometry: FrameGeometry): Extractor {
+    return new Extractor({ ...this.opts, sampling, geometry, openBackbone: () => this.getBackbone() }, true);
   }
 
   get samplingKey(): string {
@@ -173,6 +185,7 @@ export class Extractor {
   async dispose(): Promise<void> {
     const b = this.backbone;
     this.backbone = undefined;
+    if (this.sharesBackbone) return;
     if (b) await (await b).dispose().catch(() => undefined);
   }
 }

@@ -194,6 +194,69 @@ export async function predictLabelled(head: TemporalHead, data: Pick<LabelledFea
   return { metrics: computeMetrics(probs, truth, head.labels), probs, truth };
 }
 
+/** Training-time augmentation, made at extraction and stored in the feature store like any features. */
+export interface AugmentOptions {
+  /** Copies of each training clip whose frames sit at seeded random points of their segments (seeds 1..jitter; `uniform` sampling only). */
+  jitter?: number;
+  /**
+   * A mirrored copy of each training clip. A label naming a side (`left`/`right`) takes the
+   * mirrored class when it exists (pan_left ↔ pan_right); when it does not, that clip is not mirrored.
+   */
+  flip?: boolean;
+}
+
+/** The label of a mirrored clip: `left` ↔ `right` in the name (case kept), undefined when that class does not exist; other labels stay. */
+export function mirroredLabel(label: string, labels: ReadonlySet<string>): string | undefined {
+  if (!/left|right/i.test(label)) return label;
+  const swapped = label.replace(/left|right/gi, (m) => {
+    const t = m.toLowerCase() === 'left' ? 'right' : 'left';
+    if (m === m.toUpperCase()) return t.toUpperCase();
+    return m[0] === m[0]?.toUpperCase() ? `${t[0]?.toUpperCase()}${t.slice(1)}` : t;
+  });
+  return labels.has(swapped) ? swapped : undefined;
+}
+
+/** Augmented copies of labelled rows (jittered samplings, the mirror), through variants of `extractor` that share its backbone and store. */
+export async function augmentFeatures(
+  rows: LabelledFeatures,
+  extractor: Extractor,
+  o: AugmentOptions,
+  onItem?: (done: number, total: number, item: InputItem, ok: boolean) => void,
+  signal?: AbortSignal,
+): Promise<{ data: LabelledFeatures; stats: ExtractStats }> {
+  const { policy, geometry } = extractor.sampling;
+  const jitter = o.jitter ?? 0;
+  if (jitter > 0 && policy.kind !== 'uniform') throw new FramewiseError('FW_ERR_CONFIG_INVALID', 'jitter augmentation needs uniform:N sampling');
+  const variants: Array<{ extractor: Extractor; items: InputItem[] }> = [];
+  if (policy.kind === 'uniform') for (let s = 1; s <= jitter; s++) variants.push({ extractor: extractor.variant({ ...policy, jitter: s }, geometry), items: rows.items });
+  if (o.flip) {
+    const labels = new Set(rows.labels);
+    const items = rows.items.flatMap((it) => {
+      const label = mirroredLabel(it.label as string, labels);
+      return label === undefined ? [] : [{ ...it, label }];
+    });
+    variants.push({ extractor: extractor.variant(policy, { ...geometry, flip: true }), items });
+  }
+  const out: LabelledFeatures = { items: [], examples: [], labels: [], failed: [] };
+  const stats: ExtractStats = { decoded: 0, embedded: 0, cached: 0, failed: 0, framesEmbedded: 0 };
+  const total = variants.reduce((n, v) => n + v.items.length, 0);
+  let done = 0;
+  for (const v of variants) {
+    const f = await collectFeatures(v.items, v.extractor, (_d, _t, item, ok) => onItem?.(++done, total, item, ok), signal);
+    out.items.push(...f.items);
+    out.examples.push(...f.examples);
+    out.labels.push(...f.labels);
+    for (const k of Object.keys(stats) as Array<keyof ExtractStats>) stats[k] += v.extractor.stats[k];
+    await v.extractor.dispose();
+  }
+  return { data: out, stats };
+}
+
+/** Two sets of labelled features, one after the other. */
+export function concatFeatures(a: LabelledFeatures, b: LabelledFeatures): LabelledFeatures {
+  return { items: [...a.items, ...b.items], examples: [...a.examples, ...b.examples], labels: [...a.labels, ...b.labels], failed: [...a.failed, ...b.failed] };
+}
+
 /** Rows `idx` of labelled features. */
 export function subset(data: LabelledFeatures, idx: readonly number[]): LabelledFeatures {
   return { items: pick(data.items, idx), examples: pick(data.examples, idx), labels: pick(data.labels, idx), failed: [] };
@@ -338,6 +401,8 @@ export interface TrainingOptions {
   baseline?: boolean;
   /** Rule for the `unknown` threshold (default macro-F1 on validation). */
   unknownRule?: UnknownRule;
+  /** Augmented copies of the training rows (never of validation rows), made at extraction and stored like other features. */
+  augment?: AugmentOptions;
   /** Write the validation report (report.json/html, with contact sheets) beside the model (default true when there is validation data). */
   report?: boolean;
 }
@@ -368,6 +433,8 @@ export interface TrainingResult {
   cancelled: boolean;
   /** Where the features came from: the feature store (`cached`) or decoded and embedded now. */
   features: ExtractStats;
+  /** The augmented training examples made, and where their features came from. */
+  augmented?: ExtractStats & { examples: number };
 }
 
 async function sha256File(path: string): Promise<string | undefined> {
@@ -415,10 +482,24 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
     const skipped = [...train.failed, ...('failed' in val ? val.failed : [])];
     if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
     const id = o.id ?? o.register ?? basename(resolve(o.out as string));
+    // augmentation: copies of the training rows only (split first, so validation stays real clips)
+    let trainRows = train;
+    let valRows = val;
+    let augmented: { data: LabelledFeatures; stats: ExtractStats } | undefined;
+    if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) {
+      if (!('examples' in val)) {
+        const split = makeSplit(train, val);
+        trainRows = subset(train, split.train);
+        valRows = subset(train, split.val);
+      }
+      augmented = await augmentFeatures(trainRows, extractor, o.augment, hooks.onItem, hooks.signal);
+      trainRows = concatFeatures(trainRows, augmented.data);
+      if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
+    }
     const result = await trainHead({
       extractor,
-      train,
-      val,
+      train: trainRows,
+      val: valRows,
       id,
       head: o.head ?? {},
       training: o.training ?? {},
@@ -435,6 +516,7 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
       head.annotate({
         training: {
           ...(cancelled ? { cancelled: { afterEpoch: result.epochs.length, bestEpoch: result.bestEpoch } } : {}),
+          ...(augmented ? { augment: { ...o.augment, examples: augmented.data.examples.length }, split: 'examples' in val ? { kind: 'manifest' } : val } : {}),
           manifest: resolve(o.manifest),
           manifestSha256: (await sha256File(resolve(o.manifest))) ?? dataHash(train.items),
           ...(o.valManifest ? { valManifest: resolve(o.valManifest), valManifestSha256: await sha256File(resolve(o.valManifest)) } : {}),
@@ -480,6 +562,7 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
         skipped,
         cancelled,
         features: { ...extractor.stats },
+        ...(augmented ? { augmented: { examples: augmented.data.examples.length, ...augmented.stats } } : {}),
       };
     } finally {
       head.dispose();

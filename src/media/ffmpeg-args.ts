@@ -44,14 +44,15 @@ export function buildGridSelectExpr(interval: number, start: number, offset: num
   return `gte(t\\,${origin})*(isnan(prev_selected_t)+gt(${step('t')}\\,${step('prev_selected_t')}))`;
 }
 
-/** Scale/crop inside ffmpeg: square pixels first, then short side to `size` + centre crop, or squash. */
+/** Scale/crop inside ffmpeg: square pixels first, then short side to `size` + centre crop, or squash; then the mirror when asked. */
 export function buildGeometryFilters(geometry: FrameGeometry): string[] {
   const s = geometry.size;
   const squarePixels = "scale='trunc(iw*sar/2)*2':ih:flags=area,setsar=1";
+  const flip = geometry.flip ? ['hflip'] : [];
   if (geometry.crop === 'center') {
-    return [squarePixels, `scale=${s}:${s}:force_original_aspect_ratio=increase:flags=area`, `crop=${s}:${s}`, 'setsar=1'];
+    return [squarePixels, `scale=${s}:${s}:force_original_aspect_ratio=increase:flags=area`, `crop=${s}:${s}`, 'setsar=1', ...flip];
   }
-  return [squarePixels, `scale=${s}:${s}:flags=area`, 'setsar=1'];
+  return [squarePixels, `scale=${s}:${s}:flags=area`, 'setsar=1', ...flip];
 }
 
 export interface DecodePlan {

@@ -1,7 +1,8 @@
 /**
  * Sampling policies: which moments of a clip become frames. Pure functions, no I/O.
  *
- * - `uniform`: N segments over the whole clip, one frame at the centre of each (TSN-style).
+ * - `uniform`: N segments over the whole clip, one frame at the centre of each (TSN-style); with
+ *   `jitter` (training augmentation), at a seeded random point of each segment instead.
  * - `fps`: a fixed rate from the start, at most `maxFrames` frames.
  * - `windows` (long videos, `WindowsPolicy`): W-second windows every S seconds over the whole
  *   video, each sampled like a clip with the head's `uniform:N`. Not a head's training policy:
@@ -16,7 +17,12 @@ export const CROP_MODES = ['center', 'squash'] as const;
 export type CropMode = (typeof CROP_MODES)[number];
 
 export const SAMPLING_SCHEMA = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('uniform'), frames: z.number().int().min(1).max(512) }),
+  z.object({
+    kind: z.literal('uniform'),
+    frames: z.number().int().min(1).max(512),
+    /** Augmentation: a seed ≥ 1 moves each frame to a seeded random point of its segment (temporal jitter). */
+    jitter: z.number().int().min(1).optional(),
+  }),
   z.object({ kind: z.literal('fps'), fps: z.number().positive().max(240), maxFrames: z.number().int().min(1).max(100_000) }),
 ]);
 export type SamplingPolicy = z.infer<typeof SAMPLING_SCHEMA>;
@@ -25,6 +31,8 @@ export type SamplingPolicy = z.infer<typeof SAMPLING_SCHEMA>;
 export interface FrameGeometry {
   readonly size: number;
   readonly crop: CropMode;
+  /** Augmentation: mirror the frames left–right (after the crop). */
+  readonly flip?: boolean;
 }
 
 export const DEFAULT_SAMPLING: SamplingPolicy = Object.freeze({ kind: 'uniform', frames: 16 });
@@ -43,11 +51,11 @@ export function sequenceLength(policy: SamplingPolicy): number {
 export function samplingKey(policy: DecodePolicy, geometry: FrameGeometry): string {
   const p =
     policy.kind === 'uniform'
-      ? `uniform${policy.frames}`
+      ? `uniform${policy.frames}${policy.jitter !== undefined ? `j${policy.jitter}` : ''}`
       : policy.kind === 'fps'
         ? `fps${policy.fps}x${policy.maxFrames}`
         : `windowsgrid${roundTime(windowGrid(policy).interval)}`;
-  return `${p}-${geometry.size}-${geometry.crop}`;
+  return `${p}-${geometry.size}-${geometry.crop}${geometry.flip ? '-flip' : ''}`;
 }
 
 /** Parse CLI-style sampling text: `uniform:16`, `fps:2`, `fps:2:64`. */
@@ -65,8 +73,20 @@ export function parseSampling(text: string): SamplingPolicy {
 }
 
 export function formatSampling(policy: SamplingPolicy): string {
-  return policy.kind === 'uniform' ? `uniform:${policy.frames}` : `fps:${policy.fps}:${policy.maxFrames}`;
+  if (policy.kind === 'fps') return `fps:${policy.fps}:${policy.maxFrames}`;
+  return `uniform:${policy.frames}${policy.jitter !== undefined ? `+jitter${policy.jitter}` : ''}`;
 }
+
+/** A number in [0, 1) for (seed, i): mulberry32 of both, the same on every machine. */
+function seededUnit(seed: number, i: number): number {
+  let t = (Math.imul(seed, 0x9e3779b1) + Math.imul(i + 1, 0x85ebca6b)) >>> 0;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+/** How far from its segment's centre a jittered frame may move, as a share of the segment (±). */
+export const JITTER_SPREAD = 0.4;
 
 /**
  * Target times (seconds, on the stream's own clock) for a clip starting at `start` and lasting
@@ -76,7 +96,10 @@ export function targetTimes(policy: SamplingPolicy, start: number, duration: num
   if (!(duration > 0)) return [start];
   if (policy.kind === 'uniform') {
     const seg = duration / policy.frames;
-    return Array.from({ length: policy.frames }, (_, i) => start + (i + 0.5) * seg);
+    const jitter = policy.jitter;
+    // jitter: a seeded point of the middle 80 % of each segment, so frames keep their order
+    const at = (i: number): number => (jitter === undefined ? 0.5 : 0.5 + (2 * seededUnit(jitter, i) - 1) * JITTER_SPREAD);
+    return Array.from({ length: policy.frames }, (_, i) => start + (i + at(i)) * seg);
   }
   const count = Math.min(policy.maxFrames, Math.max(1, Math.floor(duration * policy.fps + 1e-9)));
   return Array.from({ length: count }, (_, i) => start + i / policy.fps);

@@ -88,6 +88,8 @@ export interface TrainingRequestOptions {
   /** e.g. `uniform:16`. */
   sampling?: string;
   baseline?: boolean;
+  /** Augmented copies of the training rows: `{jitter: K, flip: true}`. */
+  augment?: { jitter?: number; flip?: boolean };
 }
 
 /** Every job framewise puts in a queue, keyed by name. */

@@ -199,6 +199,7 @@ export async function runTrainJob(job: Job<TrainJobData, TrainingJobResult>, rt:
         head: o.head ?? {},
         training: o.training ?? {},
         ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
+        ...(o.augment ? { augment: o.augment } : {}),
       },
       {
         signal: abort.signal,
