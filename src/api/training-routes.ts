@@ -14,7 +14,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config/index.js';
@@ -29,6 +28,7 @@ import { HEAD_OPTIONS_SCHEMA, TRAIN_OPTIONS_SCHEMA } from '../ml/head.js';
 import { MODEL_NAME_PATTERN } from '../ml/registry.js';
 import { parseSampling } from '../media/sampling.js';
 import { ID_PARAMS } from './schemas.js';
+import { streamPolled, type EventStream } from './sse.js';
 
 export interface TrainingRoutesOptions {
   runtime: QueueRuntime;
@@ -112,57 +112,29 @@ async function checkDataPaths(source: string, guard: PathGuard, baseDir?: string
 
 /** SSE for one training: `progress`, `epoch` (each new one), `state`, then the final event. */
 async function streamTrainingEvents(rt: QueueRuntime, id: string, req: FastifyRequest, reply: FastifyReply, pollMs: number): Promise<void> {
-  let status: TrainingStatus = await trainingStatus(rt, id); // 404 before the stream starts
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-  let closed = false;
-  req.raw.on('close', () => {
-    closed = true;
-  });
-  let seq = 0;
-  let lastWrite = Date.now();
-  const send = (event: string, data: unknown): void => {
-    if (closed) return;
-    res.write(`id: ${++seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    lastWrite = Date.now();
-  };
+  const first = await trainingStatus(rt, id); // 404 before the stream starts
   let lastState = '';
   let lastItems = '';
   let epochsSent = 0;
-  try {
-    while (!closed) {
-      const p = status.progress;
-      const items = JSON.stringify([p.phase, p.items]);
-      if (items !== lastItems) {
-        lastItems = items;
-        send('progress', { trainingId: id, phase: p.phase, items: p.items, maxEpochs: p.maxEpochs });
-      }
-      for (; epochsSent < p.epochs.length; epochsSent++) send('epoch', { trainingId: id, ...p.epochs[epochsSent] });
-      if (status.state !== lastState) {
-        lastState = status.state;
-        send('state', { trainingId: id, state: status.state });
-      }
-      if (status.state === 'completed' || status.state === 'failed' || status.state === 'cancelled') {
-        send(status.state === 'completed' ? 'result' : status.state, { trainingId: id, state: status.state, result: status.result, error: status.error });
-        break;
-      }
-      if (Date.now() - lastWrite > 15_000 && !closed) {
-        res.write(': keep-alive\n\n');
-        lastWrite = Date.now();
-      }
-      await sleep(pollMs);
-      try {
-        status = await trainingStatus(rt, id);
-      } catch (err) {
-        if (err instanceof FramewiseError && err.code === 'FW_ERR_QUEUE_UNAVAILABLE') continue;
-        send('error', { trainingId: id, error: err instanceof FramewiseError ? err.toJSON() : { code: 'FW_ERR_INTERNAL', message: String(err) } });
-        break;
-      }
+  const emit = (stream: EventStream, status: TrainingStatus): boolean => {
+    const p = status.progress;
+    const items = JSON.stringify([p.phase, p.items]);
+    if (items !== lastItems) {
+      lastItems = items;
+      stream.send('progress', { trainingId: id, phase: p.phase, items: p.items, maxEpochs: p.maxEpochs });
     }
-  } finally {
-    if (!res.writableEnded) res.end();
-  }
+    for (; epochsSent < p.epochs.length; epochsSent++) stream.send('epoch', { trainingId: id, ...p.epochs[epochsSent] });
+    if (status.state !== lastState) {
+      lastState = status.state;
+      stream.send('state', { trainingId: id, state: status.state });
+    }
+    if (status.state === 'completed' || status.state === 'failed' || status.state === 'cancelled') {
+      stream.send(status.state === 'completed' ? 'result' : status.state, { trainingId: id, state: status.state, result: status.result, error: status.error });
+      return true;
+    }
+    return false;
+  };
+  await streamPolled(req, reply, first, () => trainingStatus(rt, id), emit, { trainingId: id }, { pollMs });
 }
 
 export const trainingRoutes: FastifyPluginAsync<TrainingRoutesOptions> = async (app, opts) => {

@@ -4,7 +4,6 @@
  * code, counts right, results as JSON Lines and CSV; `mode: missing` re-run adds no jobs and
  * decodes nothing; pause/resume and cancel.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,21 +12,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer } from '../../src/api/server.js';
-import type { Config } from '../../src/config/index.js';
 import type { LabelResult } from '../../src/jobs/label.js';
 import type { BatchStatus } from '../../src/jobs/queue/batches.js';
 import { stageJobIds } from '../../src/jobs/queue/idempotency.js';
 import { QueueName } from '../../src/jobs/queue/names.js';
-import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
-import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
-import { ensureTestModel, freshCacheDir, makeBadFiles, makeClips, testConfig, testEnv } from '../helpers/queue-fixtures.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import type { QueueRuntime } from '../../src/jobs/queue/runtime.js';
+import type { WorkerGroup } from '../../src/jobs/queue/workers.js';
+import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
+import { makeBadFiles, makeClips } from '../helpers/queue-fixtures.js';
 
-let redis: TestRedis;
-let work: string;
+let harness: ApiHarness;
 let roots: string;
-let config: Config;
 let rt: QueueRuntime;
 let app: FastifyInstance;
 let workers: WorkerGroup;
@@ -36,15 +31,8 @@ let hookUrl: string;
 const hooks: Array<Record<string, unknown>> = [];
 
 beforeAll(async () => {
-  const modelDir = await ensureTestModel();
-  redis = await startRedis();
-  work = await mkdtemp(join(tmpdir(), 'fw-api-batches-'));
-  roots = join(work, 'archive');
-  await mkdir(roots, { recursive: true });
-  config = testConfig(testEnv({ redisUrl: redis.url, prefix: 'apibatch', cacheDir: await freshCacheDir(work), dataDir: join(work, 'data'), modelDir, extra: { FRAMEWISE_PATH_ROOTS: roots } }));
-  rt = openQueueRuntime(config);
-  app = await buildServer(config, { runtime: rt });
-  workers = await startWorkers(['decode', 'embed', 'classify', 'webhook'], config);
+  harness = await startApiHarness({ name: 'apibatch' });
+  ({ roots, rt, app, workers } = harness);
   http = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -59,11 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise((r) => http?.close(r));
-  await app?.close();
-  await workers?.close();
-  await rt?.close();
-  await redis?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
+  await harness?.close();
 });
 
 async function waitBatch(batchId: string, until: (s: BatchStatus) => boolean = (s) => s.state === 'completed' || s.state === 'cancelled', timeoutMs = 60_000): Promise<BatchStatus> {

@@ -3,29 +3,31 @@
  * upload → job id → SSE progress through every stage → the result inline `labelItems` gives;
  * the refusals (401, 413, 422 with the code, 403 outside the roots); ops routes.
  */
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer } from '../../src/api/server.js';
 import type { Config } from '../../src/config/index.js';
 import { labelItems, type LabelResult } from '../../src/jobs/label.js';
 import { applyUnknownThreshold, unknownThresholdOf } from '../../src/jobs/thresholds.js';
-import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
-import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
+import type { QueueRuntime } from '../../src/jobs/queue/runtime.js';
+import type { WorkerGroup } from '../../src/jobs/queue/workers.js';
+import { buildServer } from '../../src/api/server.js';
 import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
 import { TemporalHead } from '../../src/ml/head.js';
-import { ensureTestModel, freshCacheDir, makeClips, testConfig, testEnv } from '../helpers/queue-fixtures.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
+import { freshCacheDir, makeClips, testConfig, testEnv } from '../helpers/queue-fixtures.js';
+import type { TestRedis } from '../helpers/redis.js';
+import { parseSse } from '../helpers/sse.js';
 import { assertValidResult } from '../../src/jobs/result-schema.js';
 
 const KEY = 'test-key-123';
 const auth = { authorization: `Bearer ${KEY}` };
 
+let harness: ApiHarness;
 let redis: TestRedis;
 let work: string;
 let roots: string;
@@ -46,31 +48,17 @@ function multipart(name: string, bytes: Uint8Array, boundary = 'fwboundary7MA4YW
   return { payload: Buffer.concat([head, Buffer.from(bytes), tail]), headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, ...auth } };
 }
 
-interface SseEvent {
-  event: string;
-  data: Record<string, unknown>;
-}
-
-function parseSse(text: string): SseEvent[] {
-  return text
-    .split('\n\n')
-    .filter((b) => b.includes('event:'))
-    .map((block) => {
-      const event = /^event: (.*)$/m.exec(block)?.[1] ?? '';
-      const data = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? '{}') as Record<string, unknown>;
-      return { event, data };
-    });
-}
-
 beforeAll(async () => {
-  const modelDir = await ensureTestModel();
-  redis = await startRedis();
-  work = await mkdtemp(join(tmpdir(), 'fw-api-clips-'));
-  roots = join(work, 'roots');
-  await mkdir(roots, { recursive: true });
-  const clips = await makeClips(join(roots, 'clips'), ['zoom_out', 'pan_right', 'zoom_in'], 1, 900);
-  clip = clips[0]!.path;
-  otherClip = clips[2]!.path; // served over HTTP, submitted nowhere else
+  harness = await startApiHarness({
+    name: 'apiclips',
+    env: { FRAMEWISE_API_KEYS: `other-key, ${KEY}`, FRAMEWISE_MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) },
+    prepare: async (r) => {
+      const clips = await makeClips(join(r, 'clips'), ['zoom_out', 'pan_right', 'zoom_in'], 1, 900);
+      clip = clips[0]!.path;
+      otherClip = clips[2]!.path; // served over HTTP, submitted nowhere else
+    },
+  });
+  ({ redis, work, roots, config, rt, app, workers } = harness);
   const clipBytes = await readFile(otherClip);
   // a local web server: the clip to download, and a webhook endpoint that fails once
   http = createServer((req, res) => {
@@ -90,21 +78,11 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
   base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-  config = testConfig(
-    testEnv({ redisUrl: redis.url, prefix: 'apiclips', cacheDir: await freshCacheDir(work), dataDir: join(work, 'data'), modelDir, extra: { FRAMEWISE_API_KEYS: `other-key, ${KEY}`, FRAMEWISE_PATH_ROOTS: roots, FRAMEWISE_MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) } }),
-  );
-  rt = openQueueRuntime(config);
-  app = await buildServer(config, { runtime: rt, ssePollMs: 50 });
-  workers = await startWorkers(['decode', 'embed', 'classify', 'webhook'], config);
 });
 
 afterAll(async () => {
   await new Promise((r) => http?.close(r));
-  await app?.close();
-  await workers?.close();
-  await rt?.close();
-  await redis?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
+  await harness?.close();
 });
 
 async function inlineLabel(path: string, source: string): Promise<LabelResult> {

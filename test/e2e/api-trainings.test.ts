@@ -8,63 +8,40 @@
  * with it, and a `missing` batch then labels only the files that version has not labelled.
  * Requests that reach outside the path roots or carry bad options are refused.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer } from '../../src/api/server.js';
-import type { Config } from '../../src/config/index.js';
 import type { LabelSuccess } from '../../src/jobs/label.js';
 import type { BatchStatus } from '../../src/jobs/queue/batches.js';
-import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
 import type { TrainingStatus } from '../../src/jobs/queue/trainings.js';
-import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
+import type { WorkerGroup } from '../../src/jobs/queue/workers.js';
 import type { ModelSummary } from '../../src/api/model-routes.js';
-import { ensureTestModel, freshCacheDir, makeClips, testConfig, testEnv, type ClipFixture } from '../helpers/queue-fixtures.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
+import { makeClips, type ClipFixture } from '../helpers/queue-fixtures.js';
 import { parseSse } from '../helpers/sse.js';
 
-let redis: TestRedis;
-let work: string;
-let roots: string;
-let config: Config;
-let rt: QueueRuntime;
+let harness: ApiHarness;
 let app: FastifyInstance;
 let workers: WorkerGroup;
 let clips: ClipFixture[];
 
 beforeAll(async () => {
-  redis = await startRedis();
-  work = await mkdtemp(join(tmpdir(), 'fw-api-trainings-'));
-  roots = join(work, 'archive');
-  await mkdir(roots, { recursive: true });
-  clips = await makeClips(join(roots, 'data'), ['zoom_in', 'pan_left'], 5, 300);
-  await writeFile(join(roots, 'train.csv'), `path,label\n${clips.map((c) => `data/${basename(c.path)},${c.motion}`).join('\n')}\n`);
-  config = testConfig(
-    testEnv({
-      redisUrl: redis.url,
-      prefix: 'apitrain',
-      cacheDir: await freshCacheDir(work),
-      dataDir: join(work, 'data'),
-      modelDir: await ensureTestModel(),
-      extra: { FRAMEWISE_PATH_ROOTS: roots, FRAMEWISE_MODELS_DIR: join(work, 'models'), FRAMEWISE_MODEL: 'moves' },
-    }),
-  );
-  rt = openQueueRuntime(config);
-  app = await buildServer(config, { runtime: rt, ssePollMs: 50 });
-  // no version of `moves` exists yet: the workers start anyway and load heads with their jobs
-  workers = await startWorkers(['decode', 'embed', 'classify', 'train'], config);
+  harness = await startApiHarness({
+    name: 'apitrain',
+    prepare: async (roots) => {
+      clips = await makeClips(join(roots, 'data'), ['zoom_in', 'pan_left'], 5, 300);
+      await writeFile(join(roots, 'train.csv'), `path,label\n${clips.map((c) => `data/${basename(c.path)},${c.motion}`).join('\n')}\n`);
+    },
+    env: { FRAMEWISE_MODEL: 'moves' },
+    // no version of `moves` exists yet: the workers start anyway and load heads with their jobs
+    workers: ['decode', 'embed', 'classify', 'train'],
+  });
+  ({ app, workers } = harness);
 }, 120_000);
 
-afterAll(async () => {
-  await app?.close();
-  await workers?.close();
-  await rt?.close();
-  await redis?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
-});
+afterAll(() => harness?.close());
 
 async function training(id: string): Promise<TrainingStatus> {
   const res = await app.inject({ method: 'GET', url: `/v1/trainings/${id}` });

@@ -19,17 +19,14 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer } from '../../src/api/server.js';
 import { PROJECT_ROOT, type Config } from '../../src/config/index.js';
 import type { LabelSuccess } from '../../src/jobs/label.js';
-import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
-import { startWorkers, type WorkerGroup } from '../../src/jobs/queue/workers.js';
 import { assertValidResult } from '../../src/jobs/result-schema.js';
 import { makeClip, randomClipSpec } from '../../src/media/synthetic.js';
 import { TemporalHead } from '../../src/ml/head.js';
 import { ModelRegistry } from '../../src/ml/registry.js';
-import { ensureTestModel, freshCacheDir, makeBadFiles, testConfig, testEnv } from '../helpers/queue-fixtures.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
+import { ensureTestModel, makeBadFiles } from '../helpers/queue-fixtures.js';
 import { makeChangingVideo } from '../helpers/windows-clips.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -37,13 +34,10 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 const SHOTS = join(PROJECT_ROOT, 'test-output', 'screenshots');
 const haveChromium = existsSync(CHROMIUM);
 
-let redis: TestRedis;
-let work: string;
+let harness: ApiHarness;
 let roots: string;
 let config: Config;
-let rt: QueueRuntime;
 let app: FastifyInstance;
-let workers: WorkerGroup;
 let base: string;
 let context: BrowserContext;
 let page: Page;
@@ -54,23 +48,22 @@ let jobId: string;
 
 beforeAll(async () => {
   if (!haveChromium) return;
-  const modelDir = await ensureTestModel();
-  redis = await startRedis();
-  work = await mkdtemp(join(tmpdir(), 'fw-web-'));
-  roots = join(work, 'roots');
-  await mkdir(join(roots, 'batch'), { recursive: true });
-  changing = join(roots, 'changing.mp4');
-  truth = await makeChangingVideo(changing);
-  await Promise.all([
-    makeClip({ ...randomClipSpec('pan_left', 7022), seconds: 2, fps: 25 }, join(roots, 'batch', 'pan_left.mp4')),
-    makeClip({ ...randomClipSpec('zoom_out', 705), seconds: 2, fps: 25 }, join(roots, 'batch', 'zoom_out.mp4')),
-  ]);
-  await makeBadFiles(join(roots, 'batch'), join(roots, 'batch', 'pan_left.mp4')).then(({ empty, truncated }) => Promise.all([rm(empty), rm(truncated)]));
-  config = testConfig(testEnv({ redisUrl: redis.url, prefix: 'web', cacheDir: await freshCacheDir(work), dataDir: join(work, 'data'), modelDir, extra: { FRAMEWISE_PATH_ROOTS: roots } }));
-  rt = openQueueRuntime(config);
-  app = await buildServer(config, { runtime: rt, ssePollMs: 100 });
+  harness = await startApiHarness({
+    name: 'web',
+    ssePollMs: 100,
+    prepare: async (r) => {
+      await mkdir(join(r, 'batch'), { recursive: true });
+      changing = join(r, 'changing.mp4');
+      truth = await makeChangingVideo(changing);
+      await Promise.all([
+        makeClip({ ...randomClipSpec('pan_left', 7022), seconds: 2, fps: 25 }, join(r, 'batch', 'pan_left.mp4')),
+        makeClip({ ...randomClipSpec('zoom_out', 705), seconds: 2, fps: 25 }, join(r, 'batch', 'zoom_out.mp4')),
+      ]);
+      await makeBadFiles(join(r, 'batch'), join(r, 'batch', 'pan_left.mp4')).then(({ empty, truncated }) => Promise.all([rm(empty), rm(truncated)]));
+    },
+  });
+  ({ roots, config, app } = harness);
   base = await app.listen({ host: '127.0.0.1', port: 0 });
-  workers = await startWorkers(['decode', 'embed', 'classify', 'webhook'], config);
   await mkdir(SHOTS, { recursive: true });
   context = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), 'fw-chromium-')), {
     executablePath: CHROMIUM,
@@ -88,11 +81,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await context?.close();
-  await app?.close();
-  await workers?.close();
-  await rt?.close();
-  await redis?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
+  await harness?.close();
 });
 
 interface ShownSegment {

@@ -17,23 +17,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Job } from 'bullmq';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer } from '../../src/api/server.js';
 import type { Config } from '../../src/config/index.js';
 import { labelWindowed, type LabelSuccess } from '../../src/jobs/label.js';
 import { clipStatus, waitForClip, type ClipStatus } from '../../src/jobs/queue/clips.js';
 import { stageJobIds, windowsKeyOf } from '../../src/jobs/queue/idempotency.js';
 import { QueueName } from '../../src/jobs/queue/names.js';
 import { currentModelInfo } from '../../src/jobs/queue/model-info.js';
-import { openQueueRuntime, type QueueRuntime } from '../../src/jobs/queue/runtime.js';
-import { startWorkers, type StartWorkersOptions, type WorkerGroup } from '../../src/jobs/queue/workers.js';
+import type { StartWorkersOptions } from '../../src/jobs/queue/workers.js';
 import { assertValidResult } from '../../src/jobs/result-schema.js';
 import { runtimeFromConfig } from '../../src/jobs/runtime.js';
 import { createWindowsDeps } from '../../src/jobs/windows.js';
 import { contentHash } from '../../src/features/feature-store.js';
 import { buildWindowsPolicy } from '../../src/media/sampling.js';
 import { TemporalHead } from '../../src/ml/head.js';
+import { deploy, type Deployment } from '../helpers/api-harness.js';
 import { ensureTestModel, freshCacheDir, testConfig, testEnv } from '../helpers/queue-fixtures.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { makeTestsrc } from '../helpers/clips.js';
@@ -51,35 +49,9 @@ let inline: LabelSuccess;
 let ffmpegLog: string;
 let countingFfmpeg: string;
 
-/** The API and workers of one deployment (its own queue prefix and feature store). */
-interface Deployment {
-  config: Config;
-  rt: QueueRuntime;
-  app: FastifyInstance;
-  workers: WorkerGroup;
-  close(): Promise<void>;
-}
-
-async function deploy(name: string, workerOpts: StartWorkersOptions = {}): Promise<Deployment> {
-  const dir = join(work, name);
-  await mkdir(dir, { recursive: true });
-  const config = testConfig(
-    testEnv({ redisUrl: redis.url, prefix: `win-${name}`, cacheDir: await freshCacheDir(dir), dataDir: join(dir, 'data'), modelDir, extra: { FRAMEWISE_PATH_ROOTS: roots, FRAMEWISE_FFMPEG_PATH: countingFfmpeg } }),
-  );
-  const rt = openQueueRuntime(config);
-  const app = await buildServer(config, { runtime: rt, ssePollMs: 50 });
-  const workers = await startWorkers(['decode', 'embed', 'classify'], config, workerOpts);
-  return {
-    config,
-    rt,
-    app,
-    workers,
-    async close() {
-      await app.close();
-      await workers.close();
-      await rt.close();
-    },
-  };
+/** One deployment (its own queue prefix and feature store) on the shared Redis, ffmpeg counted. */
+function deployHere(name: string, workerOptions: StartWorkersOptions = {}): Promise<Deployment> {
+  return deploy({ redisUrl: redis.url, name: `win-${name}`, dir: join(work, name), roots, env: { FRAMEWISE_FFMPEG_PATH: countingFfmpeg }, workers: ['decode', 'embed', 'classify'], workerOptions });
 }
 
 async function ffmpegRuns(): Promise<number> {
@@ -154,7 +126,7 @@ describe('POST /v1/clips with windows (the pass fits the feature store)', () => 
   let jobId: string;
 
   beforeAll(async () => {
-    d = await deploy('stored');
+    d = await deployHere('stored');
   }, 120_000);
 
   afterAll(async () => {
@@ -274,7 +246,7 @@ describe('a video too long for the feature store', () => {
 
   beforeAll(async () => {
     // every pass is "too long": the embed worker scores the windows and passes their scores on
-    d = await deploy('scored', { windowsMaxStoredFrames: 0 });
+    d = await deployHere('scored', { windowsMaxStoredFrames: 0 });
   }, 120_000);
 
   afterAll(async () => {

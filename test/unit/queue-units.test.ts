@@ -11,16 +11,11 @@ import { ERROR_CODES, FramewiseError } from '../../src/errors/index.js';
 import { framesArtifactKey, LocalArtifactStore, validateArtifactKey } from '../../src/jobs/queue/artifact-store.js';
 import { globBase, resultsToCsv } from '../../src/jobs/queue/batches.js';
 import { formatFailedReason, parseFailedReason } from '../../src/jobs/queue/clips.js';
-import { clipIdOfJob, clipJobId, featureKeyOf, isBatchId, isClipId, stageJobIds, type ClipIdentity } from '../../src/jobs/queue/idempotency.js';
+import { clipIdOfJob, clipJobId, featureKeyOf, isBatchId, isClipId, stageJobIds } from '../../src/jobs/queue/idempotency.js';
+import { CLIP_IDENTITY } from '../helpers/clip-identity.js';
 import { toQueueError } from '../../src/jobs/queue/runtime.js';
 
-const base: ClipIdentity = {
-  contentHash: 'a'.repeat(64),
-  model: { id: 'motion4', version: 'v1' },
-  backbone: { id: 'mobilenet_v2_mid', version: 'nsfwjs@4.4.0', featureKind: 'pooled', dim: 1792 },
-  sampling: { policy: { kind: 'uniform', frames: 16 }, size: 224, crop: 'center' },
-  topK: 3,
-};
+const base = CLIP_IDENTITY;
 
 describe('job ids', () => {
   it('derive from the bytes and everything that shapes the result, nothing else', () => {

@@ -2,18 +2,13 @@
 import { describe, expect, it } from 'vitest';
 import { isFramewiseError } from '../../src/errors/index.js';
 import { readProgress, toClipWindows } from '../../src/jobs/queue/clips.js';
-import { clipJobId, windowsKeyOf, type ClipIdentity } from '../../src/jobs/queue/idempotency.js';
+import { clipJobId, windowsKeyOf } from '../../src/jobs/queue/idempotency.js';
+import { CLIP_IDENTITY } from '../helpers/clip-identity.js';
 import type { ModelInfo } from '../../src/jobs/queue/model-info.js';
 import { windowsFeatureKey } from '../../src/jobs/windows.js';
 import { buildWindowsPolicy } from '../../src/media/sampling.js';
 
-const base: ClipIdentity = {
-  contentHash: 'a'.repeat(64),
-  model: { id: 'motion4', version: 'v1' },
-  backbone: { id: 'mobilenet_v2_mid', version: 'nsfwjs@4.4.0', featureKind: 'pooled', dim: 1792 },
-  sampling: { policy: { kind: 'uniform', frames: 16 }, size: 224, crop: 'center' },
-  topK: 3,
-};
+const base = CLIP_IDENTITY;
 
 const model = { model: base.model, backbone: base.backbone, sampling: base.sampling } as unknown as ModelInfo;
 
