@@ -33,6 +33,8 @@ export const BATCH_BODY = {
     mode: { type: 'string', enum: ['missing', 'all'], default: 'all', description: '`missing` skips files already labelled by the current model version' },
     webhook,
     topK,
+    windows,
+    threshold,
   },
 } as const;
 

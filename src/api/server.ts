@@ -67,6 +67,8 @@ interface BatchBody {
   mode?: BatchMode;
   webhook?: string;
   topK?: number;
+  windows?: string;
+  threshold?: number;
 }
 
 const VERSION = '0.1.0';
@@ -199,8 +201,8 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
     { schema: { summary: 'Label a folder, glob or manifest on the server (within FRAMEWISE_PATH_ROOTS): one job per file', tags: ['batches'], body: BATCH_BODY } },
     async (req, reply) => {
       const b = req.body;
-      checkWebhook(b.webhook);
-      const out = await createBatch(rt, { source: { path: b.path, glob: b.glob, manifest: b.manifest }, mode: b.mode ?? 'all', webhook: b.webhook, topK: b.topK, guard });
+      const o = await checkClipOptions(b);
+      const out = await createBatch(rt, { source: { path: b.path, glob: b.glob, manifest: b.manifest }, mode: b.mode ?? 'all', webhook: o.webhook, topK: o.topK, guard, ...(o.model ? { model: o.model } : {}), ...(o.windows ? { windows: o.windows } : {}) });
       void reply.header('location', `/v1/batches/${out.batchId}`);
       return reply.status(202).send(out);
     },

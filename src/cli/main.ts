@@ -8,6 +8,7 @@ import { createWriteStream } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { Command, Option, CommanderError } from 'commander';
 import { stringify } from 'csv-stringify/sync';
+import { csvHeader, resultCsvRows } from '../jobs/result-csv.js';
 import { loadConfig, type Config } from '../config/index.js';
 import { getLogger } from '../config/log.js';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
@@ -81,9 +82,6 @@ interface Io {
   stderr: NodeJS.WritableStream;
 }
 
-/** CSV of windowed results: one row per segment (a failed input: one row with its error). */
-export const SEGMENT_CSV_HEADER = ['path', 'label', 'start', 'end', 'confidence', 'error_code', 'error_message'] as const;
-
 /** Write results as JSON Lines or CSV (per video, or per segment with `segments`) to a file or stdout. */
 function createResultWriter(format: 'jsonl' | 'csv', out: string | undefined, io: Io, segments = false): { write: (r: LabelResult) => void; close: () => Promise<void> } {
   const stream = out ? createWriteStream(out) : io.stdout;
@@ -94,23 +92,12 @@ function createResultWriter(format: 'jsonl' | 'csv', out: string | undefined, io
         stream.write(`${JSON.stringify(r)}\n`);
         return;
       }
-      if (segments) {
-        if (!headerDone) {
-          stream.write(stringify([[...SEGMENT_CSV_HEADER]]));
-          headerDone = true;
-        }
-        const rows = r.ok ? (r.segments ?? []).map((g) => [r.path, g.label, g.start, g.end, g.confidence, '', '']) : [[r.path, '', '', '', '', r.error.code, r.error.message]];
-        if (rows.length > 0) stream.write(stringify(rows));
-        return;
-      }
       if (!headerDone) {
-        stream.write(stringify([['path', 'ok', 'label', 'confidence', 'top_k', 'model_version', 'error_code', 'error_message']]));
+        stream.write(csvHeader(segments));
         headerDone = true;
       }
-      const row = r.ok
-        ? [r.path, 'true', r.label, r.confidence, r.topK.map((t) => `${t.label}:${t.p}`).join(' '), r.model.version, '', '']
-        : [r.path, 'false', '', '', '', '', r.error.code, r.error.message];
-      stream.write(stringify([row]));
+      const rows = resultCsvRows(r, segments);
+      if (rows.length > 0) stream.write(stringify(rows));
     },
     close: () =>
       new Promise<void>((res) => {

@@ -3,7 +3,7 @@
  *   framewise serve [--host --port]                 the HTTP API
  *   framewise worker <all|decode|embed|classify|webhook|train[,...]>
  *   framewise submit <files...> [--wait]            one job per file (prints job ids, or results)
- *   framewise batch <dir|glob|manifest> [--mode missing|all] [--wait]
+ *   framewise batch <dir|glob|manifest> [--mode missing|all] [--windows W,S] [--wait]
  *   framewise status <job or batch id>
  * They need Redis (REDIS_URL); `label` keeps working inline without it. Files given to `submit`
  * and `batch` are read by the workers: they must see the same paths (one machine or a shared
@@ -18,14 +18,16 @@ import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { expandInputs } from '../features/inputs.js';
 import { failure, type LabelResult } from '../jobs/label.js';
 import { BATCH_MODES, batchResults, batchStatus, createBatch, resultsToCsv, type BatchMode, type BatchSource } from '../jobs/queue/batches.js';
-import { clipStatus, submitClip, toResult, waitForClip } from '../jobs/queue/clips.js';
+import { clipStatus, submitClip, toClipWindows, toResult, waitForClip } from '../jobs/queue/clips.js';
+import { currentModelInfo, type ModelInfo } from '../jobs/queue/model-info.js';
+import type { ClipWindows } from '../jobs/queue/payloads.js';
 import { isBatchId } from '../jobs/queue/idempotency.js';
 import { openQueueRuntime, type QueueRuntime } from '../jobs/queue/runtime.js';
 import { ALL_WORKER_KINDS, closeOnSignals, startWorkers, WORKER_KINDS, type WorkerKind } from '../jobs/queue/workers.js';
 import { probe } from '../media/ffmpeg.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
 import { EXIT } from './main.js';
-import { positiveInt } from './arg-parsers.js';
+import { positiveInt, unitInterval } from './arg-parsers.js';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
@@ -86,7 +88,21 @@ async function cmdWorker(kinds: WorkerKind[], config: Config): Promise<number> {
   return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
 }
 
-async function cmdSubmit(files: string[], o: { wait?: boolean; webhook?: string; topK?: number; timeout?: number }, config: Config, io: CliIo): Promise<number> {
+interface WindowsFlags {
+  windows?: string;
+  threshold?: number;
+}
+
+/** `--windows`/`--threshold` for the current model (as `label --windows` builds them), with that model. */
+async function windowsFor(o: WindowsFlags, config: Config): Promise<{ model?: ModelInfo; windows?: ClipWindows }> {
+  if (o.windows === undefined && o.threshold === undefined) return {};
+  const model = await currentModelInfo(config);
+  const windows = toClipWindows(model, o.windows, o.threshold);
+  return { model, ...(windows ? { windows } : {}) };
+}
+
+async function cmdSubmit(files: string[], o: WindowsFlags & { wait?: boolean; webhook?: string; topK?: number; timeout?: number }, config: Config, io: CliIo): Promise<number> {
+  const windowed = await windowsFor(o, config);
   const expanded = await expandInputs(files);
   const tools = runtimeFromConfig(config).tools;
   let failed = 0;
@@ -100,7 +116,7 @@ async function cmdSubmit(files: string[], o: { wait?: boolean; webhook?: string;
     for (const item of expanded.items) {
       try {
         await probe(item.path, tools); // refuse what is not a video before queueing, as the API does
-        const out = await submitClip(rt, { path: resolve(item.path), source: item.source, priority: 'interactive', ...(o.webhook ? { webhook: o.webhook } : {}), ...(o.topK ? { topK: o.topK } : {}) });
+        const out = await submitClip(rt, { path: resolve(item.path), source: item.source, priority: 'interactive', ...(o.webhook ? { webhook: o.webhook } : {}), ...(o.topK ? { topK: o.topK } : {}), ...windowed });
         if (o.wait) jobs.push({ source: item.source, jobId: out.jobId });
         else line(io, { path: item.source, jobId: out.jobId, created: out.created });
       } catch (err) {
@@ -128,9 +144,10 @@ export function toBatchSource(arg: string): BatchSource {
   return { path: resolve(arg) };
 }
 
-async function cmdBatch(source: string, o: { mode: BatchMode; wait?: boolean; webhook?: string; topK?: number; format: 'jsonl' | 'csv' }, config: Config, io: CliIo): Promise<number> {
+async function cmdBatch(source: string, o: WindowsFlags & { mode: BatchMode; wait?: boolean; webhook?: string; topK?: number; format: 'jsonl' | 'csv' }, config: Config, io: CliIo): Promise<number> {
+  const windowed = await windowsFor(o, config);
   return withRuntime(config, async (rt) => {
-    const out = await createBatch(rt, { source: toBatchSource(source), mode: o.mode, webhook: o.webhook, topK: o.topK });
+    const out = await createBatch(rt, { source: toBatchSource(source), mode: o.mode, webhook: o.webhook, topK: o.topK, ...windowed });
     if (!o.wait) {
       line(io, out);
       return EXIT.OK;
@@ -171,7 +188,7 @@ export function registerQueueCommands(program: Command, io: CliIo, run: Run): vo
 
   program
     .command('worker')
-    .description('run queue workers until SIGTERM/SIGINT: decode (CPU), embed (GPU-bound), classify, webhook, train; `all` = decode,embed,classify,webhook')
+    .description('run queue workers until SIGTERM/SIGINT: decode (CPU), embed (GPU-bound), classify, webhook, train; `all` = every kind')
     .addArgument(new Argument('<kinds>', `all, or one or more of ${WORKER_KINDS.join(', ')} (comma-separated)`).argParser(parseWorkerKinds))
     .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
     .action(async (kinds: WorkerKind[]) => run((c) => cmdWorker(kinds, c)));
@@ -184,6 +201,8 @@ export function registerQueueCommands(program: Command, io: CliIo, run: Run): vo
     .option('--webhook <url>', 'http(s) URL called when each job finishes')
     .option('--top-k <k>', 'classes per result (default: FRAMEWISE_TOP_K or 3)', positiveInt('--top-k'))
     .option('--timeout <seconds>', 'with --wait: give up after this long per job', positiveInt('--timeout'))
+    .option('--windows <W,S>', 'label window by window, as `label --windows` (W,S seconds, W, or auto)')
+    .option('--threshold <p>', "with --windows: the segments' unknown threshold (default the model's)", unitInterval('--threshold'))
     .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
     .action(async (files: string[], o) => run((c) => cmdSubmit(files, o, c, io)));
 
@@ -195,7 +214,9 @@ export function registerQueueCommands(program: Command, io: CliIo, run: Run): vo
     .option('--wait', 'wait for the batch and print its results')
     .option('--webhook <url>', 'http(s) URL called when the batch finishes')
     .option('--top-k <k>', 'classes per result (default: FRAMEWISE_TOP_K or 3)', positiveInt('--top-k'))
-    .addOption(new Option('--format <format>', 'results format with --wait').choices(['jsonl', 'csv']).default('jsonl'))
+    .addOption(new Option('--format <format>', 'results format with --wait (with --windows, csv is one row per segment)').choices(['jsonl', 'csv']).default('jsonl'))
+    .option('--windows <W,S>', 'label every file window by window, as `label --windows` (W,S seconds, W, or auto)')
+    .option('--threshold <p>', "with --windows: the segments' unknown threshold (default the model's)", unitInterval('--threshold'))
     .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
     .action(async (source: string, o) => run((c) => cmdBatch(source, o, c, io)));
 

@@ -12,7 +12,7 @@
  *  - a video too long for the feature store: its windows are scored in the embed worker, and the
  *    result is the same.
  */
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -199,6 +199,32 @@ describe('POST /v1/clips with windows (the pass fits the feature store)', () => 
     expect(strictResult.segments?.map((s) => s.label)).toContain('unknown');
     expect(strictResult.cached).toBe(true);
     expect(await ffmpegRuns()).toBe(runs);
+  });
+
+  it('a batch with windows labels each file window by window; its CSV is one row per segment; `missing` skips them', async () => {
+    const folder = join(roots, 'batch-windows');
+    await mkdir(folder, { recursive: true });
+    await copyFile(video, join(folder, 'a.mp4'));
+    const create = await d.app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder, windows: '2,1' } });
+    expect(create.statusCode, create.body).toBe(202);
+    // the same bytes as the windowed clip above: its job and stored result are reused
+    expect(create.json()).toMatchObject({ total: 1, created: 0 });
+    const batchId = create.json<{ batchId: string }>().batchId;
+    for (let i = 0; i < 600 && (await d.app.inject({ method: 'GET', url: `/v1/batches/${batchId}` })).json<{ state: string }>().state !== 'completed'; i++) await sleep(100);
+    const [line] = (await d.app.inject({ method: 'GET', url: `/v1/batches/${batchId}/results` })).body.trim().split('\n');
+    const result = JSON.parse(line as string) as LabelSuccess;
+    assertValidResult(result);
+    expect(result.segments).toEqual(inline.segments);
+    const csv = (await d.app.inject({ method: 'GET', url: `/v1/batches/${batchId}/results?format=csv` })).body.trim().split('\n');
+    expect(csv[0]).toBe('path,label,start,end,confidence,error_code,error_message');
+    expect(csv).toHaveLength(1 + (inline.segments?.length ?? 0));
+    const missing = await d.app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder, windows: '2,1', mode: 'missing' } });
+    expect(missing.json()).toMatchObject({ total: 0, skipped: 1 });
+    // clip-level labels of the same file are other jobs: `missing` without windows still has it to do
+    const plainMissing = await d.app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder, mode: 'missing', topK: 2 } });
+    expect(plainMissing.json()).toMatchObject({ total: 1, skipped: 0 });
+    const bad = await d.app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder, windows: '2,5' } });
+    expect(bad.statusCode).toBe(400);
   });
 
   it('a clip cancelled while its pass runs stops at the pass\'s next batch', async () => {

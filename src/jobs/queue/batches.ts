@@ -10,7 +10,6 @@ import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Job } from 'bullmq';
-import { stringify } from 'csv-stringify/sync';
 import fg from 'fast-glob';
 import { FramewiseError, toFramewiseError } from '../../errors/index.js';
 import { contentHash as hashFile } from '../../features/feature-store.js';
@@ -20,7 +19,7 @@ import { cancelClip, clipStatus, submitClip, toResult, webhookJobId, type ClipSt
 import { clipJobId, isBatchId, stageJobIds } from './idempotency.js';
 import { currentModelInfo, type ModelInfo } from './model-info.js';
 import { JobName, QueueName, STAGE_QUEUES } from './names.js';
-import type { WebhookJobData } from './payloads.js';
+import type { ClipWindows, WebhookJobData } from './payloads.js';
 import { withQueue, type QueueRuntime } from './runtime.js';
 
 export const BATCH_MODES = ['missing', 'all'] as const;
@@ -53,6 +52,8 @@ export interface CreateBatchInput {
   /** The API restricts paths to FRAMEWISE_PATH_ROOTS; the CLI reads what its user can. */
   guard?: PathGuard;
   model?: ModelInfo;
+  /** Label every file window by window (see `toClipWindows`); part of the job ids and of the `missing` index. */
+  windows?: ClipWindows | undefined;
   /** Files hashed and submitted at once. @defaultValue 4 */
   parallel?: number;
 }
@@ -163,7 +164,8 @@ export async function createBatch(rt: QueueRuntime, input: CreateBatchInput): Pr
   const { items, errors } = await expandSource(input.source, guard);
   const batchId = newBatchId();
   const k = rt.keys;
-  const modelKey = clipJobId({ contentHash: 'labelled-index', model: model.model, backbone: model.backbone, sampling: model.sampling, topK }).slice(5);
+  const windows = input.windows;
+  const modelKey = clipJobId({ contentHash: 'labelled-index', model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows }).slice(5);
   await withQueue(async () => {
     await rt.redis.hset(k.batch(batchId), {
       id: batchId,
@@ -190,7 +192,7 @@ export async function createBatch(rt: QueueRuntime, input: CreateBatchInput): Pr
         }
       }
       const contentHash = await hashFile(real);
-      const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK });
+      const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows });
       if (input.mode === 'missing' && (await rt.queues[QueueName.Classify].getJobState(clipId)) === 'completed') {
         await rt.redis.hset(k.labelled(modelKey), indexField, clipId);
         skipped++;
@@ -198,7 +200,7 @@ export async function createBatch(rt: QueueRuntime, input: CreateBatchInput): Pr
       }
       // membership first, so a clip finishing right after submission is counted for this batch
       await rt.redis.sadd(k.clipBatches(clipId), batchId);
-      const out = await submitClip(rt, { path: real, source: item.source, contentHash, priority: 'batch', batchId, topK, model });
+      const out = await submitClip(rt, { path: real, source: item.source, contentHash, priority: 'batch', batchId, topK, model, ...(windows ? { windows } : {}) });
       if (out.created) created++;
       else if (FINAL.includes((await clipStatus(rt, clipId)).state)) await rt.redis.sadd(k.batchFinished(batchId), clipId);
       await rt.redis.hset(k.labelled(modelKey), indexField, clipId);
@@ -294,17 +296,7 @@ export async function batchResults(rt: QueueRuntime, batchId: string): Promise<L
   return out;
 }
 
-/** The CSV columns of `framewise label --format csv`. */
-export const RESULT_CSV_HEADER = ['path', 'ok', 'label', 'confidence', 'top_k', 'model_version', 'error_code', 'error_message'] as const;
-
-export function resultsToCsv(results: readonly LabelResult[]): string {
-  const rows = results.map((r) =>
-    r.ok
-      ? [r.path, 'true', r.label, r.confidence, r.topK.map((t) => `${t.label}:${t.p}`).join(' '), r.model.version, '', '']
-      : [r.path, 'false', '', '', '', '', r.error.code, r.error.message],
-  );
-  return stringify([[...RESULT_CSV_HEADER], ...rows]);
-}
+export { resultsToCsv } from '../result-csv.js';
 
 export const resultsToJsonl = (results: readonly LabelResult[]): string => results.map((r) => `${JSON.stringify(r)}\n`).join('');
 
