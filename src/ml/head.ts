@@ -3,7 +3,9 @@
  *
  * [feature transform: temporal differences] → standardise → Masking → projection → [LSTM | GRU]
  * (optionally bidirectional, stacked) → [last state | masked attention pooling over the states]
- * → dropout → softmax, in tfjs-layers.
+ * → dropout → softmax, in tfjs-layers. New heads use framewise's fused LSTM layer (fused-lstm.ts:
+ * the same computation as tf.layers.lstm in far fewer kernels) and a cheaper masking layer
+ * (sequence-masking.ts); heads saved before keep the tfjs-layers layers their model.json names.
  * Training is a small custom loop so that it can do what `model.fit` cannot here: gradient
  * clipping by global norm, per-sample class weights, early stopping that restores the best
  * weights, and a seeded shuffle. Features are standardised with the training set's mean/std,
@@ -23,7 +25,10 @@ import { SAMPLING_SCHEMA, CROP_MODES } from '../media/sampling.js';
 import { FEATURE_KINDS, type BackboneInfo } from './backbone.js';
 import { tf, initTfjs } from './tfjs-runtime.js';
 import { MaskedAttentionPooling } from './attention-pooling.js';
+import { FusedLstm } from './fused-lstm.js';
+import { SequenceMasking } from './sequence-masking.js';
 import { installWasmMatMulFix } from './tfjs-wasm-matmul.js';
+import { installWasmSliceFix } from './tfjs-wasm-slice.js';
 import type { TfjsBackendChoice } from '../config/index.js';
 
 export const HEAD_FORMAT_VERSION = 1;
@@ -228,7 +233,8 @@ function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadO
     return tf.model({ inputs: input, outputs: out });
   }
   const input = tf.input({ shape: [T, inputDim] });
-  let x = tf.layers.masking({ maskValue: 0 }).apply(input) as tf.SymbolicTensor;
+  // the mask of tf.layers.masking({ maskValue: 0 }), computed far more cheaply (sequence-masking.ts)
+  let x = new SequenceMasking().apply(input) as tf.SymbolicTensor;
   if (opts.projection > 0) {
     x = tf.layers.dense({ units: opts.projection, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 3 }) }).apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
@@ -236,14 +242,20 @@ function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadO
   const attention = opts.pooling === 'attention';
   for (let i = 0; i < opts.layers; i++) {
     const last = i === opts.layers - 1;
-    const cfg = {
-      units: opts.units,
-      returnSequences: !last || attention,
-      kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 11 * i }),
-      recurrentInitializer: tf.initializers.orthogonal({ seed: seed + 13 * i }),
-    };
-    const cell = opts.cell === 'gru' ? tf.layers.gru(cfg) : tf.layers.lstm(cfg);
-    const layer = opts.bidirectional ? tf.layers.bidirectional({ layer: cell as tf.RNN, mergeMode: 'concat' }) : cell;
+    const returnSequences = !last || attention;
+    let layer: tf.layers.Layer;
+    if (opts.cell === 'lstm') {
+      // the same computation and initial weights as tf.layers.lstm (+ bidirectional concat), in far fewer kernels
+      layer = new FusedLstm({ units: opts.units, bidirectional: opts.bidirectional, returnSequences, kernelSeed: seed + 11 * i, recurrentSeed: seed + 13 * i });
+    } else {
+      const cell = tf.layers.gru({
+        units: opts.units,
+        returnSequences,
+        kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 11 * i }),
+        recurrentInitializer: tf.initializers.orthogonal({ seed: seed + 13 * i }),
+      });
+      layer = opts.bidirectional ? tf.layers.bidirectional({ layer: cell, mergeMode: 'concat' }) : cell;
+    }
     x = layer.apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0 && !(last && attention)) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
   }
@@ -287,6 +299,7 @@ export class TemporalHead {
   }): Promise<TemporalHead> {
     await initTfjs(init.backend ?? 'auto');
     installWasmMatMulFix();
+    installWasmSliceFix();
     if (init.labels.length < 2) throw new FramewiseError('FW_ERR_TRAIN_DATA', `a head needs at least two classes, got ${init.labels.length}`);
     const head = parseHeadOptions(init.head ?? {});
     const inputDim = headInputDim(init.backbone.dim, head.temporalDiff);
@@ -315,6 +328,7 @@ export class TemporalHead {
   static async load(dir: string, expect?: Pick<BackboneInfo, 'id' | 'dim' | 'featureKind'>, backend?: TfjsBackendChoice): Promise<TemporalHead> {
     await initTfjs(backend ?? 'auto');
     installWasmMatMulFix();
+    installWasmSliceFix();
     let raw: string;
     try {
       raw = await readFile(join(dir, 'metadata.json'), 'utf8');

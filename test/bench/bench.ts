@@ -4,7 +4,9 @@
  *
  *   decode      framewise decode vs bare ffmpeg on the same 720p30 clip (frames/s, ratio)
  *   embed       frames/s per engine/backend and batch size (same frames, same weights)
- *   head        LSTM training time per epoch on 1,000 stored sequences; predict time per clip
+ *   head        training time of the default head (fused biLSTM, src/ml/fused-lstm.ts) for 10
+ *               epochs on 1,000 stored 16×1792 sequences, per epoch; predict time per clip
+ *               (before/after figures: docs/training.md, "Training speed")
  *   end-to-end  clips/min for 16-frame clips, decode overlapped with embed, vs embed-only rate
  *   queue       (when available) clips/min through BullMQ with N decode workers + 1 embed worker
  *   windows     long videos (`label --windows`, default 2 s windows every 1 s, bundled head):

@@ -27,6 +27,22 @@ describe('wasm matMul with transposed operands', () => {
       const w = await want.data();
       g.forEach((v, i) => expect(v).toBeCloseTo(w[i] as number, 4));
     }
+    // where the other operand and the product are smaller, Aᵀ·B is computed as (Bᵀ·A)ᵀ (and A·Bᵀ as (B·Aᵀ)ᵀ)
+    const tall = tf.randomNormal([300, 7], 0, 1, 'float32', 6);
+    const thin = tf.randomNormal([300, 2], 0, 1, 'float32', 7);
+    const wide = tf.randomNormal([300, 4], 0, 1, 'float32', 8);
+    const swapped = tf.tidy(() => [
+      [tf.matMul(tall, thin, true, false), tf.matMul(tf.transpose(tall), thin)],
+      [tf.matMul(tf.transpose(thin), tf.transpose(tall), false, true), tf.matMul(tf.transpose(thin), tall)],
+      [tf.matMul(tf.stack([tall, tall]), tf.stack([wide, thin.concat(thin, 1)]), true, false), tf.matMul(tf.stack([tf.transpose(tall), tf.transpose(tall)]), tf.stack([wide, thin.concat(thin, 1)]))],
+    ] as Array<[tf.Tensor, tf.Tensor]>);
+    for (const [got, want] of swapped) {
+      expect(got.shape).toEqual(want.shape);
+      const g = await got.data();
+      const w = await want.data();
+      g.forEach((v, i) => expect(v).toBeCloseTo(w[i] as number, 4));
+    }
+    tf.dispose([...swapped.flat(), tall, thin, wide]);
     // gradients flow through it (dW = Xᵀ·dY is the transposed case)
     const grad = tf.grad((x: tf.Tensor) => tf.sum(tf.matMul(x, b, true, false)))(a);
     expect(grad.shape).toEqual([7, 5]);
