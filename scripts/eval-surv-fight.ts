@@ -2,6 +2,7 @@
  * Evidence for the temporal head's defaults, on real CCTV clips:
  *   npm run eval:surv-fight -- [--data DIR] [--cache-dir DIR] [--out FILE.md] [--only NAME,...|--all] [--seeds 1,2]
  *   npm run eval:surv-fight -- --from-json FILE.json --out FILE.md   (re-render a previous run's table)
+ *   npm run eval:surv-fight -- --augment jitter:1,flip ...           (train on augmented copies too)
  *
  * Runs the 5 group-disjoint folds of `../shared/datasets/surv_fight/groups.csv` (column `fold`;
  * clips of one source video never straddle folds) for each head configuration × feature kind ×
@@ -26,6 +27,7 @@ import { collectFeatures, runCrossValidation, type CrossValidationResult, type L
 import type { FeatureKind } from '../src/ml/backbone.js';
 import { parseHeadOptions, type HeadOptions } from '../src/ml/head.js';
 import { DEFAULT_TRAIN_FEATURE } from '../src/jobs/train.js';
+import { augmentArg } from '../src/cli/train-options.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,8 +38,11 @@ const { values } = parseArgs({
     seeds: { type: 'string', default: '1' },
     all: { type: 'boolean', default: false },
     'from-json': { type: 'string' },
+    augment: { type: 'string' },
   },
 });
+/** `--augment jitter:K,flip`: every configuration also trains on augmented copies of its training rows. */
+const augment = values.augment ? augmentArg(values.augment) : undefined;
 
 interface Config {
   name: string;
@@ -128,7 +133,9 @@ if (values['from-json']) {
     const t0 = Date.now();
     const perSeed: CrossValidationResult[] = [];
     for (const seed of seeds) {
-      perSeed.push(await runCrossValidation({ extractor: f.extractor, data: f.data, folds: { kind: 'column', column: 'fold' }, groupColumn: 'source_group', head: c.head, training: { seed } }));
+      perSeed.push(
+        await runCrossValidation({ extractor: f.extractor, data: f.data, folds: { kind: 'column', column: 'fold' }, groupColumn: 'source_group', head: c.head, training: { seed }, ...(augment ? { augment: { options: augment, extractor: f.extractor } } : {}) }),
+      );
     }
     // sd over every (seed, fold) result: the spread a user sees from one run on one fold
     const top1 = stats(perSeed.flatMap((r) => r.folds.map((x) => x.top1)));
@@ -137,6 +144,7 @@ if (values['from-json']) {
     rows.push(row);
     process.stderr.write(`${c.name.padEnd(34)} top-1 ${(top1.mean * 100).toFixed(1)} ± ${(top1.sd * 100).toFixed(1)}  mean class ${(mca.mean * 100).toFixed(1)} ± ${(mca.sd * 100).toFixed(1)}  (${row.seconds.toFixed(0)} s)\n`);
   }
+  for (const f of features.values()) await f.extractor.dispose();
 }
 
 const pct = (x: { mean: number; sd: number }): string => `${(x.mean * 100).toFixed(1)} ± ${(x.sd * 100).toFixed(1)}`;
@@ -148,7 +156,7 @@ const describe = (c: Config): string => {
 const several = seedList.length > 1;
 const sorted = [...rows.filter((r) => r.default), ...rows.filter((r) => !r.default).sort((a, b) => b.top1.mean - a.top1.mean)];
 const lines = [
-  `surv_fight, 5 group-disjoint folds (n=${n}, fight/noFight; chance 50 %), seed${several ? 's' : ''} ${seedList.join(',')}; mean ± sd over ${seedList.length * 5} fold results`,
+  `surv_fight, 5 group-disjoint folds (n=${n}, fight/noFight; chance 50 %), seed${several ? 's' : ''} ${seedList.join(',')}; mean ± sd over ${seedList.length * 5} fold results${augment ? `; training rows augmented (--augment ${values.augment})` : ''}`,
   '',
   `| configuration | features | head | top-1 % | mean class acc. % |${several ? ' top-1 per seed |' : ''}`,
   `|---|---|---|---|---|${several ? '---|' : ''}`,

@@ -304,6 +304,8 @@ export interface CrossValidationOptions {
   training: Partial<TrainOptions>;
   /** Train the mean-pooling baseline beside the head in every fold. */
   baseline?: boolean;
+  /** Augmented copies of each fold's training rows (not its validation or test rows), extracted with variants of `extractor`. */
+  augment?: { options: AugmentOptions; extractor: Extractor };
   onFold?: (r: FoldResult, index: number, total: number) => void;
   signal?: AbortSignal;
 }
@@ -331,15 +333,23 @@ export async function runCrossValidation(o: CrossValidationOptions): Promise<Cro
     const inTest = new Set(testIdx);
     const train = subset(data, data.items.map((_, i) => i).filter((i) => !inTest.has(i)));
     const test = subset(data, testIdx);
-    const val: SplitSpec = o.groupColumn ? { kind: 'group', column: o.groupColumn, fraction: o.valFraction ?? 0.2, seed } : { kind: 'stratified', fraction: o.valFraction ?? 0.2, seed };
-    const r = await trainHead({ extractor: o.extractor, train, val, id: `cv-${names[f]}`, head: o.head, training: o.training, baseline: false, unknownRule: { kind: 'none' }, ...(o.signal ? { signal: o.signal } : {}) });
+    const spec: SplitSpec = o.groupColumn ? { kind: 'group', column: o.groupColumn, fraction: o.valFraction ?? 0.2, seed } : { kind: 'stratified', fraction: o.valFraction ?? 0.2, seed };
+    let trainRows = train;
+    let val: SplitSpec | LabelledFeatures = spec;
+    if (o.augment) {
+      const split = makeSplit(train, spec);
+      const rows = subset(train, split.train);
+      val = subset(train, split.val);
+      trainRows = concatFeatures(rows, (await augmentFeatures(rows, o.augment.extractor, o.augment.options, undefined, o.signal)).data);
+    }
+    const r = await trainHead({ extractor: o.extractor, train: trainRows, val, id: `cv-${names[f]}`, head: o.head, training: o.training, baseline: false, unknownRule: { kind: 'none' }, ...(o.signal ? { signal: o.signal } : {}) });
     try {
       const known = test.labels.map((l) => r.head.labels.includes(l));
       const testKnown = subset(test, known.flatMap((k, i) => (k ? [i] : [])));
       const m = await evaluateHead(r.head, testKnown);
       const fr: FoldResult = { fold: names[f] as string, trainN: r.trainN, valN: r.valN, testN: m.n, epochs: r.epochs.length, top1: m.top1, meanClassAccuracy: m.meanClassAccuracy };
       if (o.baseline) {
-        const b = await trainHead({ extractor: o.extractor, train, val, id: `cv-${names[f]}-mean`, head: { cell: 'mean', dropout: parseHeadOptions(o.head).dropout }, training: o.training, baseline: false, unknownRule: { kind: 'none' } });
+        const b = await trainHead({ extractor: o.extractor, train: trainRows, val, id: `cv-${names[f]}-mean`, head: { cell: 'mean', dropout: parseHeadOptions(o.head).dropout }, training: o.training, baseline: false, unknownRule: { kind: 'none' } });
         const bm = await evaluateHead(b.head, testKnown);
         b.head.dispose();
         fr.baseline = { top1: bm.top1, meanClassAccuracy: bm.meanClassAccuracy };
