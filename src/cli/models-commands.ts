@@ -9,14 +9,14 @@ import type { Config } from '../config/index.js';
 import { FramewiseError } from '../errors/index.js';
 import { readLabelledData } from '../features/inputs.js';
 import { createExtractor, runtimeFromConfig } from '../jobs/runtime.js';
-import { collectFeatures, runCrossValidation, type FoldSpec } from '../jobs/train.js';
+import { collectFeatures, runCrossValidation, type AugmentOptions, type FoldSpec } from '../jobs/train.js';
 import { CROP_MODES, DEFAULT_CROP, DEFAULT_SAMPLING, parseSampling, type CropMode } from '../media/sampling.js';
 import { BACKBONE_IDS, ENGINES, FEATURE_KINDS, type BackboneId, type Engine, type FeatureKind } from '../ml/backbone.js';
 import { BACKBONE_SPECS } from '../ml/backbone-specs.js';
 import { ModelRegistry, parseModelRef, type VersionInfo } from '../ml/registry.js';
 import { DEFAULT_TRAIN_FEATURE, TFJS_BACKENDS, type TfjsBackendChoice } from '../config/index.js';
 import { createProgress } from './progress.js';
-import { addHeadOptions, headOptionsFrom, trainOptionsFrom, type HeadFlags } from './train-options.js';
+import { addHeadOptions, augmentArg, headOptionsFrom, trainOptionsFrom, type HeadFlags } from './train-options.js';
 
 interface Io {
   stdout: NodeJS.WritableStream;
@@ -118,6 +118,7 @@ interface CvFlags extends HeadFlags {
   cacheDir?: string;
   threads?: number;
   json?: boolean;
+  augment?: AugmentOptions;
 }
 
 async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
@@ -153,6 +154,7 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
       head: headOptionsFrom(o),
       training: trainOptionsFrom(o),
       baseline: Boolean(o.baseline),
+      ...(o.augment ? { augment: { options: o.augment, extractor } } : {}),
       onFold: (r, i, total) => {
         if (!quiet) io.stderr.write(`fold ${r.fold} (${i + 1}/${total}): top-1 ${pct(r.top1)}, mean class accuracy ${pct(r.meanClassAccuracy)} (train ${r.trainN}, val ${r.valN}, test ${r.testN}, ${r.epochs} epochs)${r.baseline ? `; baseline top-1 ${pct(r.baseline.top1)}` : ''}\n`);
       },
@@ -210,6 +212,7 @@ export function registerModelCommands(program: Command, io: Io, run: Run): void 
       .option('--group-column <col>', 'keep all rows of a group (e.g. source video) in one fold, and on one side of each fold\'s validation split')
       .option('--val-fraction <f>', 'validation share (for early stopping) of each fold\'s training rows', fraction, 0.2)
       .option('--baseline', 'also train the mean-pooling baseline in every fold')
+      .option('--augment <what>', "train each fold on augmented copies of its training rows too: jitter[:K] and/or flip (as train's --augment)", augmentArg)
       .option('--sampling <policy>', 'uniform:N or fps:RATE[:MAX] (default uniform:16)')
       .addOption(new Option('--crop <mode>', 'make frames square by centre crop or squash').choices(CROP_MODES).default(DEFAULT_CROP))
       .addOption(new Option('--engine <engine>', 'backbone engine').choices(ENGINES))
