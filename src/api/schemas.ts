@@ -9,6 +9,8 @@ const windows = {
   description: 'label window by window ("which action, when", as `label --windows`): `W,S` seconds (e.g. `2,1`), `W` (S = W/2) or `auto` (2,1); the result adds `windows`, `segments` and `segmentation`',
 } as const;
 const threshold = { type: 'number', minimum: 0, maximum: 1, description: 'with `windows`: the segments\' unknown threshold (as `label --threshold`; default the model\'s unknownThreshold, else 0.5)' } as const;
+const hysteresis = { type: 'number', minimum: 0, maximum: 1, description: 'with `windows`: a class holds down to threshold − hysteresis (as `label --hysteresis`; default 0.1, at most the threshold)' } as const;
+const minSegment = { type: 'number', minimum: 0, maximum: 86400, description: 'with `windows`: shorter segments are absorbed by a neighbour, seconds (as `label --min-segment`; default the window length)' } as const;
 
 export const CLIP_JSON_BODY = {
   type: 'object',
@@ -20,6 +22,8 @@ export const CLIP_JSON_BODY = {
     topK,
     windows,
     threshold,
+    hysteresis,
+    minSegment,
   },
 } as const;
 
@@ -35,6 +39,8 @@ export const BATCH_BODY = {
     topK,
     windows,
     threshold,
+    hysteresis,
+    minSegment,
   },
 } as const;
 
@@ -49,7 +55,7 @@ export const RESULTS_QUERY = {
 export const UPLOAD_QUERY = {
   type: 'object',
   additionalProperties: false,
-  properties: { webhook, topK, windows, threshold },
+  properties: { webhook, topK, windows, threshold, hysteresis, minSegment },
 } as const;
 
 export const ERROR_BODY = {

@@ -53,6 +53,10 @@ interface ClipOptions {
   windows?: string;
   /** The segments' unknown threshold (with `windows`). */
   threshold?: number;
+  /** As `label --hysteresis` (with `windows`). */
+  hysteresis?: number;
+  /** As `label --min-segment`, seconds (with `windows`). */
+  minSegment?: number;
 }
 
 interface ClipBody extends ClipOptions {
@@ -115,10 +119,10 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
   const checkClipOptions = async (o: ClipOptions): Promise<{ webhook?: string | undefined; topK?: number | undefined; windows?: ClipWindows; model?: ModelInfo }> => {
     checkWebhook(o.webhook);
     const common = { webhook: o.webhook, topK: o.topK };
-    if (o.windows === undefined && o.threshold === undefined) return common;
+    if (o.windows === undefined && o.threshold === undefined && o.hysteresis === undefined && o.minSegment === undefined) return common;
     const model = await currentModelInfo(config);
     try {
-      const windows = toClipWindows(model, o.windows, o.threshold);
+      const windows = toClipWindows(model, o.windows, o.threshold, { hysteresis: o.hysteresis, minSegmentSec: o.minSegment });
       return { ...common, model, ...(windows ? { windows } : {}) };
     } catch (err) {
       if (isFramewiseError(err, 'FW_ERR_CONFIG_INVALID')) throw new FramewiseError('FW_ERR_REQUEST_INVALID', err.message, { cause: err });

@@ -27,7 +27,7 @@ import { ALL_WORKER_KINDS, closeOnSignals, startWorkers, WORKER_KINDS, type Work
 import { probe } from '../media/ffmpeg.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
 import { EXIT } from './main.js';
-import { positiveInt, unitInterval } from './arg-parsers.js';
+import { nonNegativeNumber, positiveInt, unitInterval } from './arg-parsers.js';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
@@ -91,13 +91,15 @@ async function cmdWorker(kinds: WorkerKind[], config: Config): Promise<number> {
 interface WindowsFlags {
   windows?: string;
   threshold?: number;
+  hysteresis?: number;
+  minSegment?: number;
 }
 
 /** `--windows`/`--threshold` for the current model (as `label --windows` builds them), with that model. */
 async function windowsFor(o: WindowsFlags, config: Config): Promise<{ model?: ModelInfo; windows?: ClipWindows }> {
-  if (o.windows === undefined && o.threshold === undefined) return {};
+  if (o.windows === undefined && o.threshold === undefined && o.hysteresis === undefined && o.minSegment === undefined) return {};
   const model = await currentModelInfo(config);
-  const windows = toClipWindows(model, o.windows, o.threshold);
+  const windows = toClipWindows(model, o.windows, o.threshold, { hysteresis: o.hysteresis, minSegmentSec: o.minSegment });
   return { model, ...(windows ? { windows } : {}) };
 }
 
@@ -203,6 +205,8 @@ export function registerQueueCommands(program: Command, io: CliIo, run: Run): vo
     .option('--timeout <seconds>', 'with --wait: give up after this long per job', positiveInt('--timeout'))
     .option('--windows <W,S>', 'label window by window, as `label --windows` (W,S seconds, W, or auto)')
     .option('--threshold <p>', "with --windows: the segments' unknown threshold (default the model's)", unitInterval('--threshold'))
+    .option('--hysteresis <h>', 'with --windows: a class holds down to threshold − h (default 0.1)', unitInterval('--hysteresis'))
+    .option('--min-segment <sec>', 'with --windows: shorter segments are absorbed by a neighbour (default: the window length)', nonNegativeNumber('--min-segment'))
     .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
     .action(async (files: string[], o) => run((c) => cmdSubmit(files, o, c, io)));
 
@@ -217,6 +221,8 @@ export function registerQueueCommands(program: Command, io: CliIo, run: Run): vo
     .addOption(new Option('--format <format>', 'results format with --wait (with --windows, csv is one row per segment)').choices(['jsonl', 'csv']).default('jsonl'))
     .option('--windows <W,S>', 'label every file window by window, as `label --windows` (W,S seconds, W, or auto)')
     .option('--threshold <p>', "with --windows: the segments' unknown threshold (default the model's)", unitInterval('--threshold'))
+    .option('--hysteresis <h>', 'with --windows: a class holds down to threshold − h (default 0.1)', unitInterval('--hysteresis'))
+    .option('--min-segment <sec>', 'with --windows: shorter segments are absorbed by a neighbour (default: the window length)', nonNegativeNumber('--min-segment'))
     .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
     .action(async (source: string, o) => run((c) => cmdBatch(source, o, c, io)));
 

@@ -134,7 +134,7 @@ export interface WindowsLabelOptions {
 }
 
 /** Merge settings for a head and options (threshold from the option, the model or the default). */
-export function segmentationFor(head: TemporalHead, o: Pick<WindowsLabelOptions, 'policy' | 'threshold' | 'hysteresis' | 'minSegmentSec'>): SegmentationInfo {
+export function segmentationFor(head: Pick<TemporalHead, 'metadata'>, o: Pick<WindowsLabelOptions, 'policy' | 'threshold' | 'hysteresis' | 'minSegmentSec'>): SegmentationInfo {
   const { threshold, source } = resolveThreshold(o.threshold, head.metadata);
   // the default hysteresis never goes below zero (a low threshold holds down to 0); an explicit one is checked
   const hysteresis = o.hysteresis ?? Math.min(DEFAULT_HYSTERESIS, threshold);

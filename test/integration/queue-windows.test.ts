@@ -227,6 +227,22 @@ describe('POST /v1/clips with windows (the pass fits the feature store)', () => 
     expect(bad.statusCode).toBe(400);
   });
 
+  it('hysteresis and minSegment shape the segments as `label --hysteresis/--min-segment` do, from the stored pass', async () => {
+    const runs = await ffmpegRuns();
+    const res = await post(d, { path: video, windows: '2,1', minSegment: 100 });
+    expect(res.status, JSON.stringify(res.json)).toBe(202);
+    const merged = (await finished(d, res.json.jobId as string)).result as LabelSuccess;
+    assertValidResult(merged);
+    // every segment shorter than 100 s is absorbed: one segment over the whole video
+    expect(merged.segmentation).toMatchObject({ minSegmentSec: 100 });
+    expect(merged.segments).toHaveLength(1);
+    expect(merged.windows).toEqual(inline.windows);
+    expect(await ffmpegRuns()).toBe(runs);
+    const bad = await post(d, { path: video, windows: '2,1', threshold: 0.3, hysteresis: 0.5 });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error?.message).toContain('hysteresis');
+  });
+
   it('a clip cancelled while its pass runs stops at the pass\'s next batch', async () => {
     const long = await makeTestsrc(join(roots, 'long.mp4'), { seconds: 90, size: '160x120', fps: '10' }); // 720 grid frames: ~10 s of embedding
     const res = await post(d, { path: long, windows: 'auto' });
@@ -254,7 +270,7 @@ describe('POST /v1/clips with windows (the pass fits the feature store)', () => 
       [{ path: video, windows: '2,5' }, 'S ≤ W'],
       [{ path: video, windows: 'two' }, 'expected W,S in seconds'],
       [{ path: video, windows: '0' }, 'window 0 s'],
-      [{ path: video, threshold: 0.6 }, 'use it with `windows`'],
+      [{ path: video, threshold: 0.6 }, 'use them with `windows`'],
       [{ path: video, windows: '2,1', threshold: 1.5 }, 'threshold'],
     ] as const) {
       const res = await post(d, body);

@@ -10,7 +10,7 @@ import { buildWindowsPolicy } from '../../src/media/sampling.js';
 
 const base = CLIP_IDENTITY;
 
-const model = { model: base.model, backbone: base.backbone, sampling: base.sampling } as unknown as ModelInfo;
+const model = { model: base.model, backbone: base.backbone, sampling: base.sampling, metadata: { unknownThreshold: 0.4 } } as unknown as ModelInfo;
 
 describe('windowed job ids', () => {
   it('differ from the clip-level id and between windows and thresholds; the same windows give the same id', () => {
@@ -39,6 +39,27 @@ describe('the windows of a submission', () => {
     expect(toClipWindows(model, undefined, undefined)).toBeUndefined();
     expect(toClipWindows(model, '2,1', 0.7)).toEqual({ policy: { kind: 'windows', windowSec: 2, strideSec: 1, frames: 16 }, threshold: 0.7 });
     expect(toClipWindows(model, '4', undefined)).toEqual({ policy: { kind: 'windows', windowSec: 4, strideSec: 2, frames: 16 } });
+    expect(toClipWindows(model, '2,1', undefined, { hysteresis: 0.05, minSegmentSec: 6 })).toMatchObject({ hysteresis: 0.05, minSegmentSec: 6 });
+  });
+
+  it('check hysteresis and minimum segment length as `label` does, and they shape the job id only when given', () => {
+    const fail = (f: () => unknown): string => {
+      try {
+        f();
+      } catch (e) {
+        expect(isFramewiseError(e, 'FW_ERR_CONFIG_INVALID')).toBe(true);
+        return (e as Error).message;
+      }
+      throw new Error('no error');
+    };
+    // the model's threshold (0.4) bounds the hysteresis unless a threshold is given
+    expect(fail(() => toClipWindows(model, '2,1', undefined, { hysteresis: 0.5 }))).toContain('hysteresis');
+    expect(toClipWindows(model, '2,1', 0.8, { hysteresis: 0.5 })).toMatchObject({ threshold: 0.8, hysteresis: 0.5 });
+    expect(fail(() => toClipWindows(model, undefined, undefined, { minSegmentSec: 3 }))).toContain('use them with `windows`');
+    const plain = toClipWindows(model, '2,1', undefined);
+    const ids = new Set([plain, toClipWindows(model, '2,1', undefined, { hysteresis: 0.05 }), toClipWindows(model, '2,1', undefined, { minSegmentSec: 6 })].map((windows) => clipJobId({ ...base, windows })));
+    expect(ids.size).toBe(3);
+    expect(clipJobId({ ...base, windows: plain })).toBe(clipJobId({ ...base, windows: { policy: buildWindowsPolicy(16, 2, 1) } }));
   });
 
   it('refuse bad values, a threshold without windows, and a head without uniform:N sampling', () => {
@@ -47,7 +68,7 @@ describe('the windows of a submission', () => {
       [model, '2,5', undefined, 'S ≤ W'],
       [model, 'abc', undefined, "invalid windows 'abc'"],
       [model, '0', undefined, 'window 0 s'],
-      [model, undefined, 0.5, 'use it with `windows`'],
+      [model, undefined, 0.5, 'use them with `windows`'],
       [model, '2,1', 1.5, '[0, 1]'],
       [fps, 'auto', undefined, 'uniform:N'],
     ] as const) {

@@ -9,7 +9,7 @@ import { ERROR_CODES, FramewiseError, type ErrorCode } from '../../errors/index.
 import { contentHash as hashFile } from '../../features/feature-store.js';
 import { formatSampling, parseWindows } from '../../media/sampling.js';
 import { validateThreshold } from '../segments.js';
-import type { LabelFailure, LabelResult, LabelSuccess } from '../label.js';
+import { segmentationFor, type LabelFailure, type LabelResult, type LabelSuccess } from '../label.js';
 import { framesArtifactKey } from './artifact-store.js';
 // batches.ts imports this module too; neither uses the other at load time
 import { noteBatchProgress } from './batches.js';
@@ -132,15 +132,26 @@ export function buildClipFlow(rt: QueueRuntime, clip: ClipRef, model: ClassifyJo
  * model's `uniform:N`; `threshold` (the segments' unknown threshold, [0, 1]) needs `windows`.
  * Undefined when neither is given; bad values are FW_ERR_CONFIG_INVALID (the API answers 400).
  */
-export function toClipWindows(model: ModelInfo, windows: string | undefined, threshold: number | undefined): ClipWindows | undefined {
+export function toClipWindows(model: ModelInfo, windows: string | undefined, threshold: number | undefined, merge: { hysteresis?: number | undefined; minSegmentSec?: number | undefined } = {}): ClipWindows | undefined {
+  const { hysteresis, minSegmentSec } = merge;
   if (windows === undefined) {
-    if (threshold !== undefined) throw new FramewiseError('FW_ERR_CONFIG_INVALID', '`threshold` applies to the segments of windowed labelling: use it with `windows`');
+    if (threshold !== undefined || hysteresis !== undefined || minSegmentSec !== undefined) {
+      throw new FramewiseError('FW_ERR_CONFIG_INVALID', '`threshold`, `hysteresis` and `minSegment` apply to the segments of windowed labelling: use them with `windows`');
+    }
     return undefined;
   }
   const { policy } = model.sampling;
   if (policy.kind !== 'uniform') throw new FramewiseError('FW_ERR_CONFIG_INVALID', `windows need a head trained with uniform:N sampling (model ${model.model.id} ${model.model.version}: ${formatSampling(policy)})`);
   if (threshold !== undefined) validateThreshold(threshold, '`threshold`');
-  return { policy: parseWindows(windows, policy.frames), ...(threshold !== undefined ? { threshold } : {}) };
+  const out: ClipWindows = {
+    policy: parseWindows(windows, policy.frames),
+    ...(threshold !== undefined ? { threshold } : {}),
+    ...(hysteresis !== undefined ? { hysteresis } : {}),
+    ...(minSegmentSec !== undefined ? { minSegmentSec } : {}),
+  };
+  // the merge settings as the classify stage will build them: bad combinations fail here, not in a job
+  segmentationFor(model, out);
+  return out;
 }
 
 /** Remove every job of a clip's flow (for a resubmission after a retryable failure). */

@@ -36,6 +36,9 @@ export function clipJobId(c: ClipIdentity): string {
     String(c.topK),
     // clip-level ids are what they were before windows existed
     ...(c.windows ? [formatWindows(c.windows.policy), `threshold=${c.windows.threshold ?? 'model'}`] : []),
+    // added later: present only when given, so earlier windowed job ids stay the same
+    ...(c.windows?.hysteresis !== undefined ? [`hysteresis=${c.windows.hysteresis}`] : []),
+    ...(c.windows?.minSegmentSec !== undefined ? [`minSegment=${c.windows.minSegmentSec}`] : []),
   ];
   return `clip-${createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 32)}`;
 }

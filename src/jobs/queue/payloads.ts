@@ -35,6 +35,10 @@ export interface ClipWindows {
   policy: WindowsPolicy;
   /** Unknown threshold of the segments (as `label --threshold`); absent: the model's, else 0.5. */
   threshold?: number | undefined;
+  /** As `label --hysteresis`; absent: the default (0.1, at most the threshold). */
+  hysteresis?: number | undefined;
+  /** As `label --min-segment` (seconds); absent: the window length. */
+  minSegmentSec?: number | undefined;
 }
 
 export interface DecodeJobData {

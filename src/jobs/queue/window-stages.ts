@@ -111,8 +111,8 @@ export async function embedWindowsStage(clip: WindowedClip, decoded: WindowsDeco
  */
 export async function classifyWindowsStage(clip: WindowedClip, embedded: EmbedJobResult, head: TemporalHead, topK: number, deps: StageDeps): Promise<LabelSuccess> {
   checkCompatible(head.metadata, clip.backbone, 'the classify worker');
-  const { policy, threshold } = clip.windows;
-  const segmentation = segmentationFor(head, { policy, ...(threshold !== undefined ? { threshold } : {}) });
+  const { policy, threshold, hysteresis, minSegmentSec } = clip.windows;
+  const segmentation = segmentationFor(head, { policy, ...(threshold !== undefined ? { threshold } : {}), ...(hysteresis !== undefined ? { hysteresis } : {}), ...(minSegmentSec !== undefined ? { minSegmentSec } : {}) });
   const done = embedded.windows;
   if (!done) throw new FramewiseError('FW_ERR_INTERNAL', `the embed stage of ${clip.clipId} did not run a windows pass`);
   let outcome: WindowsOutcome;
