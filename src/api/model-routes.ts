@@ -9,7 +9,7 @@
  *
  * Promoting changes the model of new queue jobs when FRAMEWISE_MODEL names this model.
  */
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Config } from '../config/index.js';
@@ -51,7 +51,7 @@ const VERSION_PARAMS = { type: 'object', required: ['name', 'version'], properti
 const TRAINING_FIELDS = ['trainN', 'valN', 'epochsRun', 'bestEpoch', 'epochs', 'manifestSha256', 'dataHash', 'split', 'cancelled'] as const;
 
 async function hasReport(dir: string): Promise<boolean> {
-  return readFile(join(dir, 'report.json')).then(
+  return access(join(dir, 'report.json')).then(
     () => true,
     () => false,
   );
@@ -75,8 +75,8 @@ async function summarizeVersion(v: VersionInfo): Promise<VersionSummary> {
   };
 }
 
+/** A model of the registry (callers check the name: `checkRef`). */
 async function summarizeModel(registry: ModelRegistry, name: string): Promise<ModelSummary> {
-  parseModelRef(name); // a malformed name is a 4xx, not a lookup
   const versions = await registry.versions(name);
   if (versions.length === 0) throw new FramewiseError('FW_ERR_MODEL_NOT_FOUND', `no model '${name}' in the registry`);
   return {

@@ -252,6 +252,30 @@ export async function augmentFeatures(
   return { data: out, stats };
 }
 
+/**
+ * Augment the training side only: a split of `train` is made first (validation stays real clips),
+ * then the training rows get their augmented copies. `val` given as features is kept as it is.
+ */
+export async function augmentTrainingRows(
+  train: LabelledFeatures,
+  val: SplitSpec | LabelledFeatures,
+  extractor: Extractor,
+  o: AugmentOptions,
+  onItem?: (done: number, total: number, item: InputItem, ok: boolean) => void,
+  signal?: AbortSignal,
+): Promise<{ train: LabelledFeatures; val: LabelledFeatures; augmented: { data: LabelledFeatures; stats: ExtractStats } }> {
+  let rows = train;
+  let valRows: LabelledFeatures;
+  if ('examples' in val) valRows = val;
+  else {
+    const split = makeSplit(train, val);
+    rows = subset(train, split.train);
+    valRows = subset(train, split.val);
+  }
+  const augmented = await augmentFeatures(rows, extractor, o, onItem, signal);
+  return { train: concatFeatures(rows, augmented.data), val: valRows, augmented };
+}
+
 /** Two sets of labelled features, one after the other. */
 export function concatFeatures(a: LabelledFeatures, b: LabelledFeatures): LabelledFeatures {
   return { items: [...a.items, ...b.items], examples: [...a.examples, ...b.examples], labels: [...a.labels, ...b.labels], failed: [...a.failed, ...b.failed] };
@@ -334,14 +358,7 @@ export async function runCrossValidation(o: CrossValidationOptions): Promise<Cro
     const train = subset(data, data.items.map((_, i) => i).filter((i) => !inTest.has(i)));
     const test = subset(data, testIdx);
     const spec: SplitSpec = o.groupColumn ? { kind: 'group', column: o.groupColumn, fraction: o.valFraction ?? 0.2, seed } : { kind: 'stratified', fraction: o.valFraction ?? 0.2, seed };
-    let trainRows = train;
-    let val: SplitSpec | LabelledFeatures = spec;
-    if (o.augment) {
-      const split = makeSplit(train, spec);
-      const rows = subset(train, split.train);
-      val = subset(train, split.val);
-      trainRows = concatFeatures(rows, (await augmentFeatures(rows, o.augment.extractor, o.augment.options, undefined, o.signal)).data);
-    }
+    const { train: trainRows, val } = o.augment ? await augmentTrainingRows(train, spec, o.augment.extractor, o.augment.options, undefined, o.signal) : { train, val: spec };
     const r = await trainHead({ extractor: o.extractor, train: trainRows, val, id: `cv-${names[f]}`, head: o.head, training: o.training, baseline: false, unknownRule: { kind: 'none' }, ...(o.signal ? { signal: o.signal } : {}) });
     try {
       const known = test.labels.map((l) => r.head.labels.includes(l));
@@ -497,13 +514,7 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
     let valRows = val;
     let augmented: { data: LabelledFeatures; stats: ExtractStats } | undefined;
     if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) {
-      if (!('examples' in val)) {
-        const split = makeSplit(train, val);
-        trainRows = subset(train, split.train);
-        valRows = subset(train, split.val);
-      }
-      augmented = await augmentFeatures(trainRows, extractor, o.augment, hooks.onItem, hooks.signal);
-      trainRows = concatFeatures(trainRows, augmented.data);
+      ({ train: trainRows, val: valRows, augmented } = await augmentTrainingRows(train, val, extractor, o.augment, hooks.onItem, hooks.signal));
       if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
     }
     const result = await trainHead({

@@ -108,31 +108,41 @@ function stateOf(raw: JobState | 'unknown', job: Job<TrainJobData, TrainingJobRe
   return 'queued';
 }
 
+/** The status of a training from what Redis holds of it: the job (and its state) and the cancellation record. */
+function toTrainingStatus(trainingId: string, raw: JobState | 'unknown', job: Job<TrainJobData, TrainingJobResult> | undefined, record: CancelRecord | undefined): TrainingStatus {
+  const data = job?.data ?? record?.data ?? null;
+  const state = stateOf(job ? raw : 'unknown', job, record !== undefined);
+  const progress = job && typeof job.progress === 'object' && job.progress !== null ? (job.progress as unknown as TrainingProgress) : emptyProgress(data?.options.training?.epochs);
+  return {
+    trainingId,
+    state,
+    name: data?.name ?? null,
+    manifest: data?.manifest ?? null,
+    createdAt: data?.createdAt ?? null,
+    startedAt: iso(job?.processedOn),
+    finishedAt: iso(job?.finishedOn) ?? (record && !job ? new Date(record.at).toISOString() : null),
+    cancelRequested: record !== undefined,
+    progress,
+    result: raw === 'completed' && job?.returnvalue ? job.returnvalue : null,
+    error: raw === 'failed' ? parseFailedReason(job?.failedReason) : state === 'cancelled' && !job ? { code: 'FW_ERR_JOB_CANCELLED', message: 'cancelled before it started' } : null,
+  };
+}
+
+const readCancelRecord = async (rt: QueueRuntime, trainingId: string): Promise<CancelRecord | undefined> => {
+  const raw = await rt.redis.get(rt.keys.trainingCancelled(trainingId));
+  return raw ? (JSON.parse(raw) as CancelRecord) : undefined;
+};
+
 /** A training's state, progress (every epoch so far), and result or error. */
 export async function trainingStatus(rt: QueueRuntime, trainingId: string): Promise<TrainingStatus> {
   if (!isTrainingId(trainingId)) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no training ${trainingId} (training ids look like train-<32 hex digits>)`);
   return withQueue(async () => {
     const queue = rt.queues[QueueName.Train];
+    // the state first, then the job: a job seen completed has its return value in what is read after
     const raw = await queue.getJobState(trainingId);
-    const [job, cancelRaw] = await Promise.all([Job.fromId<TrainJobData, TrainingJobResult>(queue, trainingId), rt.redis.get(rt.keys.trainingCancelled(trainingId))]);
-    const record = cancelRaw ? (JSON.parse(cancelRaw) as CancelRecord) : undefined;
+    const [job, record] = await Promise.all([Job.fromId<TrainJobData, TrainingJobResult>(queue, trainingId), readCancelRecord(rt, trainingId)]);
     if (!job && !record) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no training ${trainingId}`);
-    const data = job?.data ?? record?.data ?? null;
-    const state = stateOf(job ? raw : 'unknown', job, record !== undefined);
-    const progress = job && typeof job.progress === 'object' && job.progress !== null ? (job.progress as unknown as TrainingProgress) : emptyProgress(data?.options.training?.epochs);
-    return {
-      trainingId,
-      state,
-      name: data?.name ?? null,
-      manifest: data?.manifest ?? null,
-      createdAt: data?.createdAt ?? null,
-      startedAt: iso(job?.processedOn),
-      finishedAt: iso(job?.finishedOn) ?? (record && !job ? new Date(record.at).toISOString() : null),
-      cancelRequested: record !== undefined,
-      progress,
-      result: raw === 'completed' && job?.returnvalue ? job.returnvalue : null,
-      error: raw === 'failed' ? parseFailedReason(job?.failedReason) : state === 'cancelled' && !job ? { code: 'FW_ERR_JOB_CANCELLED', message: 'cancelled before it started' } : null,
-    };
+    return toTrainingStatus(trainingId, raw, job, record);
   });
 }
 
@@ -153,12 +163,18 @@ export async function cancelTraining(rt: QueueRuntime, trainingId: string): Prom
   return trainingStatus(rt, trainingId);
 }
 
-/** The latest trainings (newest first). */
+/** The latest trainings still in the queue (newest first; one removed while waiting is only found by its id). */
 export async function listTrainings(rt: QueueRuntime, limit = 50): Promise<TrainingStatus[]> {
-  const jobs = await withQueue(() => rt.queues[QueueName.Train].getJobs(['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'], 0, limit - 1, false));
-  const ids = jobs.flatMap((j) => (j?.id && isTrainingId(j.id) ? [j.id] : []));
-  const all = await Promise.all(ids.map((id) => trainingStatus(rt, id).catch(() => undefined)));
-  return all.filter((s): s is TrainingStatus => s !== undefined).sort((a, b) => (b.createdAt ?? '').localeCompare(a.createdAt ?? ''));
+  return withQueue(async () => {
+    const jobs = (await rt.queues[QueueName.Train].getJobs(['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'], 0, limit - 1, false)) as Array<Job<TrainJobData, TrainingJobResult> | undefined>;
+    const all = await Promise.all(
+      jobs.flatMap((job) => (job?.id && isTrainingId(job.id) ? [job] : [])).map(async (job) => {
+        const [raw, record] = await Promise.all([job.getState(), readCancelRecord(rt, job.id as string)]);
+        return toTrainingStatus(job.id as string, raw, job, record);
+      }),
+    );
+    return all.sort((a, b) => (b.createdAt ?? '').localeCompare(a.createdAt ?? ''));
+  });
 }
 
 /**

@@ -72,10 +72,9 @@ export async function embedWindowsStage(clip: WindowedClip, decoded: WindowsDeco
   const t0 = performance.now();
   const key = windowsKeyOf(clip);
   const { policy } = clip.windows;
-  if (decoded.hit || (await deps.store.has(key))) {
-    if (!(await deps.store.has(key))) throw new FramewiseError('FW_ERR_FEATURE_STORE', `the embeddings of ${clip.source} left the feature store between decode and embed`);
-    return { cached: decoded.hit, frames: 0, embedMs: 0, backbone: decoded.hit ? null : backbone.info, windows: { stored: true } };
-  }
+  const stored = await deps.store.has(key);
+  if (decoded.hit && !stored) throw new FramewiseError('FW_ERR_FEATURE_STORE', `the embeddings of ${clip.source} left the feature store between decode and embed`);
+  if (decoded.hit || stored) return { cached: decoded.hit, frames: 0, embedMs: 0, backbone: decoded.hit ? null : backbone.info, windows: { stored: true } };
   if (backbone.info.dim !== clip.backbone.dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `backbone gives ${backbone.info.dim}-d features, the clip's model expects ${clip.backbone.dim}-d`);
   const { info } = decoded;
   const pass = {
@@ -111,8 +110,8 @@ export async function embedWindowsStage(clip: WindowedClip, decoded: WindowsDeco
  */
 export async function classifyWindowsStage(clip: WindowedClip, embedded: EmbedJobResult, head: TemporalHead, topK: number, deps: StageDeps): Promise<LabelSuccess> {
   checkCompatible(head.metadata, clip.backbone, 'the classify worker');
-  const { policy, threshold, hysteresis, minSegmentSec } = clip.windows;
-  const segmentation = segmentationFor(head, { policy, ...(threshold !== undefined ? { threshold } : {}), ...(hysteresis !== undefined ? { hysteresis } : {}), ...(minSegmentSec !== undefined ? { minSegmentSec } : {}) });
+  const { policy } = clip.windows;
+  const segmentation = segmentationFor(head, clip.windows);
   const done = embedded.windows;
   if (!done) throw new FramewiseError('FW_ERR_INTERNAL', `the embed stage of ${clip.clipId} did not run a windows pass`);
   let outcome: WindowsOutcome;
