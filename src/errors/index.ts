@@ -37,6 +37,8 @@ export const ERROR_CODES = {
   FW_ERR_TRAIN_DATA: { permanent: true, http: 422, meaning: 'Training data is unusable (fewer than two classes, a class with no examples, nothing left after failures).' },
   FW_ERR_CONFIG_INVALID: { permanent: true, http: 500, meaning: 'An environment variable or option has an invalid value.' },
   FW_ERR_FEATURE_STORE: { permanent: false, http: 500, meaning: 'The feature store could not be read or written.' },
+  FW_ERR_STORAGE_FULL: { permanent: false, http: 507, meaning: 'A data or cache folder is out of space or over its quota (ENOSPC, EDQUOT): free space and retry.' },
+  FW_ERR_STORAGE_READONLY: { permanent: false, http: 507, meaning: 'A data or cache folder cannot be written (read-only file system or no permission: EROFS, EACCES, EPERM).' },
   FW_ERR_REQUEST_INVALID: { permanent: true, http: 400, meaning: 'The HTTP request is malformed: a missing or invalid field, parameter or body.' },
   FW_ERR_AUTH_REQUIRED: { permanent: true, http: 401, meaning: 'The API requires a key (FRAMEWISE_API_KEYS is set) and the request has no valid `Authorization: Bearer <key>` header.' },
   FW_ERR_PATH_FORBIDDEN: { permanent: true, http: 403, meaning: 'The path is outside FRAMEWISE_PATH_ROOTS once symlinks and `..` are resolved (or no roots are configured).' },
@@ -81,6 +83,22 @@ export function toFramewiseError(err: unknown): FramewiseError {
   if (err instanceof FramewiseError) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new FramewiseError('FW_ERR_INTERNAL', message, { cause: err });
+}
+
+const STORAGE_FULL = new Set(['ENOSPC', 'EDQUOT']);
+const STORAGE_READONLY = new Set(['EROFS', 'EACCES', 'EPERM']);
+
+/**
+ * A file-system error met while writing `what` (a data or cache folder) as the storage code it
+ * deserves (`FW_ERR_STORAGE_FULL` / `FW_ERR_STORAGE_READONLY`), or `fallback` for any other cause.
+ * The message names what could not be written, never an absolute path.
+ */
+export function toStorageError(err: unknown, what: string, fallback: ErrorCode = 'FW_ERR_INTERNAL'): FramewiseError {
+  if (err instanceof FramewiseError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code && STORAGE_FULL.has(code)) return new FramewiseError('FW_ERR_STORAGE_FULL', `no space left to write ${what} (${code})`, { cause: err });
+  if (code && STORAGE_READONLY.has(code)) return new FramewiseError('FW_ERR_STORAGE_READONLY', `cannot write ${what}: the folder is read-only or not writable (${code})`, { cause: err });
+  return new FramewiseError(fallback, `cannot write ${what}${code ? ` (${code})` : ''}`, { cause: err });
 }
 
 export function isFramewiseError(err: unknown, code?: ErrorCode): err is FramewiseError {
