@@ -21,6 +21,11 @@ export const ERROR_CODES = {
   FW_ERR_INPUT_EMPTY_FILE: { permanent: true, http: 422, meaning: 'The file is zero bytes long.' },
   FW_ERR_MEDIA_NOT_VIDEO: { permanent: true, http: 422, meaning: 'ffprobe does not recognise the file as a media container (not a video, or corrupt beyond recognition).' },
   FW_ERR_MEDIA_NO_VIDEO_STREAM: { permanent: true, http: 422, meaning: 'The file is a media file without a video stream (for example audio only).' },
+  FW_ERR_MEDIA_UNSUPPORTED_CONTAINER: {
+    permanent: true,
+    http: 422,
+    meaning: 'The file is a format framewise does not read: a playlist, manifest, list or image sequence that refers to other files (HLS, DASH, concat, image2, SDP …) or a container outside the allowed list; nothing it refers to is opened.',
+  },
   FW_ERR_MEDIA_UNSUPPORTED_CODEC: { permanent: true, http: 422, meaning: 'The video stream uses a codec this ffmpeg cannot decode.' },
   FW_ERR_MEDIA_TOO_LARGE: { permanent: true, http: 422, meaning: 'The frame size exceeds the configured limit (FRAMEWISE_MAX_PIXELS).' },
   FW_ERR_MEDIA_CORRUPT: { permanent: true, http: 422, meaning: 'The video could not be decoded (truncated or corrupt data): no frame came out.' },

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { FramewiseError } from '../errors/index.js';
-import { buildDecodeArgs, buildProbeArgs, parseShowinfoTime } from './ffmpeg-args.js';
+import { buildDecodeArgs, buildProbeArgs, demuxerOf, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime } from './ffmpeg-args.js';
 import { targetTimes, type DecodePolicy, type FrameGeometry } from './sampling.js';
 
 export interface MediaTools {
@@ -136,6 +136,19 @@ interface ProbeJson {
   format?: { format_name?: string; duration?: string; start_time?: string };
 }
 
+/** Images read through a single-picture demuxer (`png_pipe`, `gif` …); image2 reads sequences (other files) and is told apart. */
+const SINGLE_IMAGE_DEMUXER = /^([a-z0-9]+_pipe|gif|apng|webp_pipe|image2pipe)$/;
+
+/** The documented error for a file whose demuxer is not allowed (`demuxer` as ffmpeg names it). */
+function refusedContainer(demuxer: string, path: string): FramewiseError {
+  if (SINGLE_IMAGE_DEMUXER.test(demuxer)) return new FramewiseError('FW_ERR_MEDIA_NOT_VIDEO', `a still image (${demuxer}), not a video: ${path}`);
+  return new FramewiseError(
+    'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER',
+    `unsupported container '${demuxer}': framewise reads single-file video containers only, never playlists, manifests, lists or image sequences that refer to other files: ${path}`,
+    { details: { container: demuxer } },
+  );
+}
+
 /** Does the file start like a video container (MP4/MOV, Matroska/WebM, AVI, FLV, Ogg, MPEG-PS/TS)? */
 async function looksLikeContainer(path: string): Promise<boolean> {
   const fh = await open(path, 'r');
@@ -159,15 +172,15 @@ async function looksLikeContainer(path: string): Promise<boolean> {
   }
 }
 
-/** Still-image demuxers: a picture is not a video. */
-const IMAGE_FORMATS = /(^|,)(image2|[a-z0-9]+_pipe|gif|apng|webp_pipe)(,|$)/;
-
 /** ffprobe a file: a `VideoInfo`, or a documented error for anything that is not a decodable video. */
 export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOLS): Promise<VideoInfo> {
   const abs = resolve(path);
   const sizeBytes = await checkFile(abs);
   const res = await runToEnd(tools.ffprobePath, buildProbeArgs(`file:${abs}`), 60_000);
   if (res.code !== 0) {
+    // a demuxer outside the allow-list (hls, dash, concat, image2 …): refused when opened, before it reads anything else
+    const refused = parseRefusedDemuxer(res.stderr);
+    if (refused !== undefined) throw refusedContainer(refused, path);
     const tail = stderrTail(res.stderr);
     if ((await looksLikeContainer(abs)) && /moov atom not found|partial file|truncat|end of file|invalid data/i.test(res.stderr)) {
       throw new FramewiseError('FW_ERR_MEDIA_CORRUPT', `truncated or corrupt video: ${path}: ${tail}`);
@@ -182,15 +195,14 @@ export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOL
     throw new FramewiseError('FW_ERR_MEDIA_DECODE_FAILED', `ffprobe printed unreadable JSON for ${path}`, { cause: e });
   }
   const container = json.format?.format_name ?? 'unknown';
+  // ffprobe applied the allow-list already; checked again in case the binary ignores it
+  if (!isAllowedContainer(container)) throw refusedContainer(demuxerOf(container), path);
   const streams = json.streams ?? [];
   const video = streams.find((s) => s.codec_type === 'video' && s.disposition?.attached_pic !== 1);
   const hasAudio = streams.some((s) => s.codec_type === 'audio');
   if (!video) {
     if (hasAudio) throw new FramewiseError('FW_ERR_MEDIA_NO_VIDEO_STREAM', `no video stream (audio only): ${path}`);
     throw new FramewiseError('FW_ERR_MEDIA_NO_VIDEO_STREAM', `no video stream: ${path}`);
-  }
-  if (IMAGE_FORMATS.test(container)) {
-    throw new FramewiseError('FW_ERR_MEDIA_NOT_VIDEO', `a still image (${container}), not a video: ${path}`);
   }
   if (!video.codec_name || video.codec_name === 'none' || video.codec_name === 'unknown') {
     throw new FramewiseError('FW_ERR_MEDIA_UNSUPPORTED_CODEC', `unknown video codec: ${path}`);
@@ -274,9 +286,11 @@ export interface DecodedFrame {
  */
 export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geometry: FrameGeometry, options: DecodeOptions = {}): AsyncGenerator<DecodedFrame> {
   const tools = options.tools ?? DEFAULT_MEDIA_TOOLS;
+  // only what a probe lets through is decoded (a VideoInfo may come from a queue payload)
+  if (!isAllowedContainer(info.container)) throw refusedContainer(demuxerOf(info.container), info.path);
   const frameInterval = info.fps > 0 ? 1 / info.fps : 1 / 30;
   const targets = policy.kind === 'uniform' ? targetTimes(policy, info.startTime, info.durationSec) : undefined;
-  const plan = buildDecodeArgs(`file:${info.path}`, policy, geometry, { start: info.startTime, duration: info.durationSec, frameInterval }, targets);
+  const plan = buildDecodeArgs(`file:${info.path}`, policy, geometry, { demuxer: demuxerOf(info.container), start: info.startTime, duration: info.durationSec, frameInterval }, targets);
   const frameBytes = geometry.size * geometry.size * 3;
 
   const child = spawn(tools.ffmpegPath, plan.args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,0 +1,192 @@
+/**
+ * Media hardening (issue 9), with the real ffmpeg on files made here:
+ * - playlists, manifests, lists, image sequences and session descriptions are refused with
+ *   FW_ERR_MEDIA_UNSUPPORTED_CONTAINER by probe and decode alike, before any file they name is
+ *   opened (the named files are decodable clips, and their access times are watched), also
+ *   through the HTTP upload and path routes.
+ */
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import { assertValidResult } from '../../src/jobs/result-schema.js';
+import { decodeFrames, probe, type VideoInfo } from '../../src/media/ffmpeg.js';
+import { runFfmpeg } from '../../src/media/synthetic.js';
+import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
+import { makeTempDir, makeTestsrc, removeDir } from '../helpers/clips.js';
+import { freshCacheDir, TEST_ENGINE } from '../helpers/queue-fixtures.js';
+
+let dir: string;
+let cacheDir: string;
+const p = (...names: string[]): string => join(dir, ...names);
+const small = { size: 64, crop: 'center' as const };
+const uniform16 = { kind: 'uniform' as const, frames: 16 };
+
+/** ffprobe's own view of a file (to show what a fixture is), without framewise's guards. */
+function ffprobeJson(path: string): Promise<{ format: { start_time?: string }; streams: Array<{ codec_type: string; start_time?: string }> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', path], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('error', reject);
+    child.on('close', () => resolve(JSON.parse(out)));
+  });
+}
+
+/** Run the CLI in this process (JSON Lines); every line is checked against the result schema. */
+async function cli(args: string[]): Promise<{ code: number; results: Array<Record<string, unknown>>; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const sink = (add: (s: string) => void): Writable =>
+    new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        add(chunk.toString());
+        cb();
+      },
+    });
+  const code = await main(['node', 'framewise', ...args, '--json', '--log-level', 'warn', '--cache-dir', cacheDir, '--engine', TEST_ENGINE], {
+    stdout: sink((s) => (stdout += s)),
+    stderr: sink((s) => (stderr += s)),
+  });
+  const results = stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const r = JSON.parse(l) as Record<string, unknown>;
+      assertValidResult(r);
+      return r;
+    });
+  return { code, results, stderr };
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir('fw-media-hardening-');
+  cacheDir = await freshCacheDir(dir);
+  await mkdir(p('outside'));
+  await mkdir(p('allowed'));
+});
+afterAll(() => removeDir(dir));
+
+describe('files that refer to other files (issue 9 item 2)', () => {
+  /** Files that only an attack would read: their access times must not move. */
+  let watched: string[];
+  const OLD = new Date('2001-01-01T00:00:00Z');
+  const resetAtimes = async (): Promise<void> => {
+    for (const f of watched) await utimes(f, OLD, (await stat(f)).mtime);
+  };
+  const touched = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for (const f of watched) if ((await stat(f)).atimeMs !== OLD.getTime()) out.push(f);
+    return out;
+  };
+  let atimeWorks = false;
+  const attacks = [
+    { name: 'hls-innocent.mp4', what: 'an HLS playlist (named .mp4) whose segments lie outside', container: 'hls' },
+    { name: 'playlist.m3u8', what: 'the same HLS playlist as .m3u8', container: 'hls' },
+    { name: 'innocent.mp4', what: 'a DASH MPD renamed innocent.mp4, <BaseURL> outside', container: 'dash' },
+    { name: 'list.mp4', what: 'a concat list naming a sibling file', container: 'concat' },
+    { name: 'img%03d.png', what: 'an image2 pattern (img001.png … exist)', container: 'image2' },
+    { name: 'stream.mp4', what: 'an SDP session description (RTP over UDP)', container: 'sdp' },
+  ];
+
+  beforeAll(async () => {
+    const outside = p('outside');
+    const allowed = p('allowed');
+    await makeTestsrc(join(outside, 'secret.mp4'), { seconds: 2, size: '160x120' });
+    // HLS: segments written outside, the playlist naming them by absolute path
+    await runFfmpeg(['-i', join(outside, 'secret.mp4'), '-c', 'copy', '-f', 'hls', '-hls_time', '1', '-hls_list_size', '0', '-hls_segment_filename', join(outside, 'seg%d.ts'), join(outside, 'list.m3u8')]);
+    const m3u8 = (await readFile(join(outside, 'list.m3u8'), 'utf8')).replace(/^seg/gm, join(outside, 'seg'));
+    await writeFile(join(allowed, 'playlist.m3u8'), m3u8);
+    await writeFile(join(allowed, 'hls-innocent.mp4'), m3u8);
+    // DASH: the MPD moved in, pointing back out with <BaseURL>
+    await runFfmpeg(['-i', join(outside, 'secret.mp4'), '-c', 'copy', '-f', 'dash', join(outside, 'manifest.mpd')]);
+    const mpd = (await readFile(join(outside, 'manifest.mpd'), 'utf8')).replace('<Period', `<BaseURL>file:${outside}/</BaseURL>\n\t<Period`);
+    await writeFile(join(allowed, 'innocent.mp4'), mpd);
+    // concat: a list naming a sibling clip
+    await copyFile(join(outside, 'secret.mp4'), join(allowed, 'sibling.mp4'));
+    await writeFile(join(allowed, 'list.mp4'), 'ffconcat version 1.0\nfile sibling.mp4\n');
+    // image2: a file literally named with the pattern, and the sequence it expands to
+    await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=64x48', '-frames:v', '1', '-update', '1', join(dir, 'frame.png')]);
+    for (const name of ['img%03d.png', 'img001.png', 'img002.png', 'img003.png']) await copyFile(join(dir, 'frame.png'), join(allowed, name));
+    await writeFile(join(allowed, 'stream.mp4'), 'v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n');
+    const outsideFiles = (await readdir(outside)).filter((n) => !n.endsWith('.m3u8') && !n.endsWith('.mpd')).map((n) => join(outside, n));
+    watched = [...outsideFiles, join(allowed, 'sibling.mp4'), ...[1, 2, 3].map((i) => join(allowed, `img00${i}.png`))];
+    expect(outsideFiles.filter((f) => f.includes('seg')).length).toBeGreaterThan(0);
+    expect(outsideFiles.filter((f) => f.endsWith('.m4s')).length).toBeGreaterThan(0);
+
+    // the attack is real, and this file system shows it: an unguarded ffprobe reads the segments
+    await resetAtimes();
+    const unguarded = await ffprobeJson(join(allowed, 'hls-innocent.mp4'));
+    expect(unguarded.streams.some((s) => s.codec_type === 'video')).toBe(true);
+    atimeWorks = (await touched()).some((f) => f.includes('seg'));
+    await resetAtimes();
+  });
+
+  it.each(attacks)('probe refuses $what with FW_ERR_MEDIA_UNSUPPORTED_CONTAINER, opening nothing it names', async (a) => {
+    await expect(probe(p('allowed', a.name))).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER', details: { container: a.container } });
+    if (atimeWorks) expect(await touched()).toEqual([]);
+  });
+
+  it('a single image is still FW_ERR_MEDIA_NOT_VIDEO (one file, no pattern)', async () => {
+    await expect(probe(p('allowed', 'img001.png'))).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_NOT_VIDEO' });
+    await resetAtimes();
+  });
+
+  it('decode refuses them too: a VideoInfo of another container never reaches ffmpeg; a file swapped after the probe is read only as the probed container', async () => {
+    const good = await probe(join(p('outside'), 'secret.mp4'));
+    await resetAtimes();
+    const noFfmpeg = { ffmpegPath: join(dir, 'no-such-ffmpeg'), ffprobePath: 'ffprobe', maxPixels: 1e8, decodeTimeoutMs: 60_000 };
+    for (const container of ['hls', 'dash', 'concat', 'image2', 'sdp']) {
+      const forged: VideoInfo = { ...good, path: p('allowed', 'innocent.mp4'), container };
+      await expect(decodeFrames(forged, uniform16, small, { tools: noFfmpeg })).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' });
+    }
+    // probed as MP4, then replaced by a manifest, a playlist, a list: ffmpeg is pinned to the MP4 demuxer
+    for (const name of ['innocent.mp4', 'hls-innocent.mp4', 'list.mp4']) {
+      const swapped: VideoInfo = { ...good, path: p('allowed', name) };
+      await expect(decodeFrames(swapped, uniform16, small)).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_CORRUPT' });
+    }
+    if (atimeWorks) expect(await touched()).toEqual([]);
+  });
+
+  it('label refuses each with the code: a failed line, never the outside clip’s label', async () => {
+    const r = await cli(['label', ...attacks.map((a) => p('allowed', a.name))]);
+    expect(r.results.map((x) => [x.ok, (x.error as { code?: string } | undefined)?.code])).toEqual(attacks.map(() => [false, 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER']));
+    if (atimeWorks) expect(await touched()).toEqual([]);
+  });
+
+  describe('through the HTTP API', () => {
+    let api: ApiHarness;
+    beforeAll(async () => {
+      api = await startApiHarness({
+        name: 'mediahard',
+        workers: [],
+        prepare: async (roots) => {
+          await copyFile(p('allowed', 'playlist.m3u8'), join(roots, 'playlist.m3u8'));
+        },
+      });
+    });
+    afterAll(() => api?.close());
+
+    it('an uploaded DASH MPD named innocent.mp4 → 422 FW_ERR_MEDIA_UNSUPPORTED_CONTAINER, nothing kept; a playlist path under the roots → the same', async () => {
+      await resetAtimes();
+      const boundary = 'fwboundaryMPD';
+      const body = Buffer.concat([
+        Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="innocent.mp4"\r\nContent-Type: video/mp4\r\n\r\n`),
+        await readFile(p('allowed', 'innocent.mp4')),
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ]);
+      const up = await api.app.inject({ method: 'POST', url: '/v1/clips', payload: body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+      expect(up.statusCode).toBe(422);
+      expect(up.json()).toMatchObject({ error: { code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' } });
+      const uploads = await readdir(join(api.config.queue.dataDir, 'uploads')).catch(() => []);
+      expect(uploads.filter((n) => !n.startsWith('.'))).toEqual([]);
+
+      const path = await api.app.inject({ method: 'POST', url: '/v1/clips', payload: { path: join(api.roots, 'playlist.m3u8') } });
+      expect(path.statusCode).toBe(422);
+      expect(path.json()).toMatchObject({ error: { code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' } });
+      if (atimeWorks) expect(await touched()).toEqual([]);
+    });
+  });
+});
