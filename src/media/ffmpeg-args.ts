@@ -138,7 +138,17 @@ export interface DecodePlan {
 }
 
 /**
- * One sequential decode of the first video stream: select → scale/crop → showinfo
+ * The filter clock every decode uses: the first decoded frame of the video stream is at 0.
+ * Without it the clock the filters see starts wherever ffmpeg puts the file's start (its own
+ * offset of the earliest stream, adjusted for MPEG-TS), which is not the video stream's
+ * `start_time` that ffprobe reports: MPEG-TS files, offset timestamps, edit lists and negative
+ * start times would all be sampled on a shifted clock. Targets, grids and the `showinfo` times
+ * that come back are all seconds from the first frame.
+ */
+export const ZERO_CLOCK_FILTER = 'setpts=PTS-STARTPTS';
+
+/**
+ * One sequential decode of the first video stream: clock to 0 → select → scale/crop → showinfo
  * (for each frame's timestamp on stderr) → raw rgb24 on stdout. Audio, subtitles and data are
  * dropped. The input is read with the demuxer the probe found (`clip.demuxer`, pinned with `-f`)
  * and the same protocol and demuxer allow-lists as the probe.
@@ -147,7 +157,7 @@ export function buildDecodeArgs(
   path: string,
   policy: DecodePolicy,
   geometry: FrameGeometry,
-  clip: { demuxer: string; start: number; duration: number; frameInterval: number },
+  clip: { demuxer: string; duration: number; frameInterval: number },
   targets: number[] | undefined,
 ): DecodePlan {
   const tolerance = clip.frameInterval / 2;
@@ -156,13 +166,13 @@ export function buildDecodeArgs(
   if (policy.kind === 'windows') {
     // one sequential pass over the whole video at the windows' grid rate (N/W frames/s)
     const grid = windowGrid(policy);
-    select = buildGridSelectExpr(grid.interval, clip.start, grid.offset, Math.min(tolerance, grid.interval / 2));
+    select = buildGridSelectExpr(grid.interval, 0, grid.offset, Math.min(tolerance, grid.interval / 2));
     maxFrames = clip.duration > 0 ? maxPassFrames(policy, clip.duration) : 1_000_000_000;
   } else {
-    select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, clip.start, tolerance);
+    select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, 0, tolerance);
     maxFrames = policy.kind === 'uniform' ? policy.frames : policy.maxFrames;
   }
-  const filters = [`select='${select}'`, ...buildGeometryFilters(geometry), 'showinfo'];
+  const filters = [ZERO_CLOCK_FILTER, `select='${select}'`, ...buildGeometryFilters(geometry), 'showinfo'];
   const args = [
     '-hide_banner',
     '-nostdin',

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { FramewiseError } from '../errors/index.js';
-import { buildDecodeArgs, buildProbeArgs, demuxerOf, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime } from './ffmpeg-args.js';
+import { buildDecodeArgs, buildProbeArgs, demuxerOf, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
 import { targetTimes, type DecodePolicy, type FrameGeometry } from './sampling.js';
 
 export interface MediaTools {
@@ -36,8 +36,13 @@ export interface VideoInfo {
   sar: number;
   /** Average frame rate (frames/s); variable-rate streams report their average. */
   fps: number;
-  /** Stream start time in seconds. */
+  /**
+   * Start time of the video stream in seconds, as ffprobe reports it (may be far from 0: MPEG-TS,
+   * offset timestamps; or below 0: edit lists). For information: decoded frame times count from
+   * the stream's first frame, whatever this says.
+   */
   startTime: number;
+  /** Length of the video stream in seconds (0 when unknown), counted from its first frame. */
   durationSec: number;
   /** Frame count from the container, when it says. */
   frameCount: number | undefined;
@@ -50,7 +55,7 @@ export interface FrameBatch {
   count: number;
   /** count × size × size × 3 bytes, rgb24. */
   data: Uint8Array;
-  /** Presentation time (seconds from the stream start) of each frame. */
+  /** Presentation time of each frame: seconds from the video stream's first frame (0 there, whatever the file's timestamps). */
   times: number[];
 }
 
@@ -134,6 +139,30 @@ interface ProbeStream {
 interface ProbeJson {
   streams?: ProbeStream[];
   format?: { format_name?: string; duration?: string; start_time?: string };
+}
+
+/** `HH:MM:SS.fraction` (Matroska's DURATION tag) in seconds; NaN when it is not one. */
+const parseClock = (v: unknown): number => {
+  const m = typeof v === 'string' ? /^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$/.exec(v.trim()) : null;
+  return m ? Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]) : NaN;
+};
+
+/**
+ * The video stream's length in seconds (NaN when unknown): the stream's own duration, else, in
+ * Matroska/WebM (which declare where the stream ends, counted from time 0, not how long it
+ * lasts), its DURATION tag or the segment duration less the stream's start; else the file's.
+ */
+function streamLength(video: ProbeStream, format: ProbeJson['format'], container: string, start: number): number {
+  const own = num(video.duration);
+  if (Number.isFinite(own) && own > 0) return own;
+  const file = num(format?.duration);
+  if (demuxerOf(container) === 'matroska') {
+    const tag = parseClock(video.tags?.DURATION ?? video.tags?.duration);
+    const end = Number.isFinite(tag) && tag > 0 ? tag : file;
+    const len = Math.round((end - Math.max(0, start)) * 1e6) / 1e6;
+    return Number.isFinite(len) && len > 0 ? len : NaN;
+  }
+  return Number.isFinite(file) && file > 0 ? file : NaN;
 }
 
 /** Images read through a single-picture demuxer (`png_pipe`, `gif` …); image2 reads sequences (other files) and is told apart. */
@@ -234,9 +263,7 @@ export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOL
   const startTime = Number.isFinite(startStream) ? startStream : Number.isFinite(startFormat) ? startFormat : 0;
   const frameCountRaw = num(video.nb_frames);
   const frameCount = Number.isFinite(frameCountRaw) && frameCountRaw > 0 ? frameCountRaw : undefined;
-  const durStream = num(video.duration);
-  const durFormat = num(json.format?.duration);
-  let durationSec = Number.isFinite(durStream) && durStream > 0 ? durStream : Number.isFinite(durFormat) && durFormat > 0 ? durFormat : NaN;
+  let durationSec = streamLength(video, json.format, container, startTime);
   if (!Number.isFinite(durationSec) && frameCount !== undefined && fps > 0) durationSec = frameCount / fps;
   if (!Number.isFinite(durationSec)) durationSec = 0;
   return {
@@ -289,8 +316,9 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
   // only what a probe lets through is decoded (a VideoInfo may come from a queue payload)
   if (!isAllowedContainer(info.container)) throw refusedContainer(demuxerOf(info.container), info.path);
   const frameInterval = info.fps > 0 ? 1 / info.fps : 1 / 30;
-  const targets = policy.kind === 'uniform' ? targetTimes(policy, info.startTime, info.durationSec) : undefined;
-  const plan = buildDecodeArgs(`file:${info.path}`, policy, geometry, { demuxer: demuxerOf(info.container), start: info.startTime, duration: info.durationSec, frameInterval }, targets);
+  // targets on the decoder's clock: seconds from the stream's first frame (ZERO_CLOCK_FILTER)
+  const targets = policy.kind === 'uniform' ? targetTimes(policy, 0, info.durationSec) : undefined;
+  const plan = buildDecodeArgs(`file:${info.path}`, policy, geometry, { demuxer: demuxerOf(info.container), duration: info.durationSec, frameInterval }, targets);
   const frameBytes = geometry.size * geometry.size * 3;
 
   const child = spawn(tools.ffmpegPath, plan.args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -391,7 +419,7 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
         const time = times.shift() ?? (lastTime !== undefined ? lastTime + frameInterval : 0);
         lastTime = time;
         options.onFrame?.(emitted);
-        yield { index: emitted, time: Math.max(0, time - info.startTime), data };
+        yield { index: emitted, time: Math.max(0, time), data };
         emitted++;
         continue;
       }

@@ -1,5 +1,9 @@
 /**
  * Media hardening (issue 9), with the real ffmpeg on files made here:
+ * - videos whose timestamps do not start at 0 (MPEG-TS, `-output_ts_offset`, edit lists, a file
+ *   that starts below 0) are sampled on the decoder's clock: the same frames at the same times as
+ *   the file they were remuxed from, through `decodeFrames`, `streamFrames` (fps, windows) and the
+ *   CLI (`label`, `label --windows`);
  * - playlists, manifests, lists, image sequences and session descriptions are refused with
  *   FW_ERR_MEDIA_UNSUPPORTED_CONTAINER by probe and decode alike, before any file they name is
  *   opened (the named files are decodable clips, and their access times are watched), also
@@ -12,8 +16,9 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { assertValidResult } from '../../src/jobs/result-schema.js';
-import { decodeFrames, probe, type VideoInfo } from '../../src/media/ffmpeg.js';
-import { runFfmpeg } from '../../src/media/synthetic.js';
+import { decodeFrames, probe, streamFrames, type VideoInfo } from '../../src/media/ffmpeg.js';
+import { buildWindowsPolicy, type DecodePolicy } from '../../src/media/sampling.js';
+import { makeClip, randomClipSpec, runFfmpeg } from '../../src/media/synthetic.js';
 import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
 import { makeTempDir, makeTestsrc, removeDir } from '../helpers/clips.js';
 import { freshCacheDir, TEST_ENGINE } from '../helpers/queue-fixtures.js';
@@ -61,6 +66,16 @@ async function cli(args: string[]): Promise<{ code: number; results: Array<Recor
   return { code, results, stderr };
 }
 
+async function collect(info: VideoInfo, policy: DecodePolicy): Promise<{ times: number[]; data: Buffer }> {
+  const times: number[] = [];
+  const chunks: Uint8Array[] = [];
+  for await (const f of streamFrames(info, policy, small)) {
+    times.push(f.time);
+    chunks.push(f.data);
+  }
+  return { times, data: Buffer.concat(chunks) };
+}
+
 beforeAll(async () => {
   dir = await makeTempDir('fw-media-hardening-');
   cacheDir = await freshCacheDir(dir);
@@ -68,6 +83,102 @@ beforeAll(async () => {
   await mkdir(p('allowed'));
 });
 afterAll(() => removeDir(dir));
+
+describe('timestamps that do not start at 0 (issue 9 item 1)', () => {
+  // the same H.264 stream (B-frames, so an edit list) in containers whose clocks start elsewhere
+  const variants = [
+    { name: 'remuxed.ts', what: 'MPEG-TS (starts at 1.4 s)', minStart: 1 },
+    { name: 'offset.mp4', what: 'MP4 with -output_ts_offset 10', minStart: 9.9 },
+    { name: 'offset.mkv', what: 'Matroska with -output_ts_offset 10 and audio (no stream duration)', minStart: 9.9 },
+    { name: 'primed.mkv', what: 'Matroska with Opus audio: the file starts below 0', minStart: 0 },
+  ];
+
+  beforeAll(async () => {
+    await makeClip({ ...randomClipSpec('zoom_in', 9101), seconds: 4, fps: 25 }, p('ref.mp4'));
+    const sine = ['-f', 'lavfi', '-i', 'sine=frequency=440:duration=4'];
+    await Promise.all([
+      runFfmpeg(['-i', p('ref.mp4'), '-c', 'copy', p('remuxed.ts')]),
+      runFfmpeg(['-i', p('ref.mp4'), '-c', 'copy', '-output_ts_offset', '10', p('offset.mp4')]),
+      runFfmpeg(['-i', p('ref.mp4'), ...sine, '-map', '0:v', '-map', '1:a', '-c:v', 'copy', '-c:a', 'aac', '-output_ts_offset', '10', p('offset.mkv')]),
+      runFfmpeg(['-i', p('ref.mp4'), ...sine, '-map', '0:v', '-map', '1:a', '-c:v', 'copy', '-c:a', 'libopus', '-shortest', p('primed.mkv')]),
+      // the issue's file: ffmpeg's default MPEG-TS (MPEG-2 video)
+      runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25:duration=2', '-c:v', 'mpeg2video', p('x.ts')]),
+      // an edit list that starts inside a GOP (frames before it are decoded, then dropped)
+      runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25:duration=6', '-c:v', 'libx264', '-preset', 'veryfast', '-bf', '3', '-g', '50', '-pix_fmt', 'yuv420p', p('gop50.mp4')]),
+    ]);
+    await runFfmpeg(['-ss', '1.3', '-i', p('gop50.mp4'), '-c', 'copy', p('editlist.mp4')]);
+  });
+
+  it('the fixtures start where they claim: far from 0, or below 0', async () => {
+    for (const v of variants) {
+      const info = await probe(p(v.name));
+      expect(info.startTime, v.what).toBeGreaterThanOrEqual(v.minStart);
+    }
+    const primed = await ffprobeJson(p('primed.mkv'));
+    expect(Number(primed.format.start_time)).toBeLessThan(0);
+  });
+
+  it.each(variants)('$what: uniform, fps and windows give the frames and times of the file it was remuxed from', async (v) => {
+    const ref = await probe(p('ref.mp4'));
+    const info = await probe(p(v.name));
+    expect(info.durationSec).toBeCloseTo(ref.durationSec, 2);
+    for (const policy of [uniform16, { kind: 'fps' as const, fps: 5, maxFrames: 100 }, buildWindowsPolicy(16, 2, 1)] as DecodePolicy[]) {
+      const want = await collect(ref, policy);
+      const got = await collect(info, policy);
+      expect(got.times.length, `${policy.kind} frames`).toBe(want.times.length);
+      got.times.forEach((t, i) => expect(t, `${policy.kind} frame ${i}`).toBeCloseTo(want.times[i] as number, 3));
+      expect(got.data.equals(want.data), `${policy.kind}: the same pixels`).toBe(true);
+    }
+    const batch = await decodeFrames(info, uniform16, small);
+    expect(batch.count).toBe(16);
+    expect(batch.times[15]).toBeGreaterThan(3.5);
+  });
+
+  it("ffmpeg's default MPEG-TS (the issue's x.ts) decodes whole: 16 frames spread over its 2 s", async () => {
+    const info = await probe(p('x.ts'));
+    expect(info.startTime).toBeGreaterThan(1);
+    const batch = await decodeFrames(info, uniform16, small);
+    expect(batch.count).toBe(16);
+    batch.times.forEach((t, i) => expect(Math.abs(t - ((i + 0.5) * info.durationSec) / 16), `frame ${i} at ${t} s`).toBeLessThanOrEqual(0.04 + 1e-6));
+  });
+
+  it('an edit list that starts inside a GOP: the frames of the edited timeline, spread to its end', async () => {
+    const info = await probe(p('editlist.mp4'));
+    expect(info.durationSec).toBeGreaterThan(4.5);
+    expect(info.durationSec).toBeLessThan(5);
+    const batch = await decodeFrames(info, uniform16, small);
+    expect(batch.count).toBe(16);
+    batch.times.forEach((t, i) => expect(Math.abs(t - ((i + 0.5) * info.durationSec) / 16), `frame ${i} at ${t} s`).toBeLessThanOrEqual(0.04 + 1e-6));
+  });
+
+  it('label and label --windows: the remuxes get the labels and windows of the original; the issue x.ts labels', async () => {
+    const files = ['ref.mp4', 'remuxed.ts', 'offset.mp4', 'offset.mkv', 'x.ts'].map((n) => p(n));
+    const plain = await cli(['label', ...files]);
+    expect(plain.results.map((r) => [r.ok, (r.error as { code?: string } | undefined)?.code])).toEqual(files.map(() => [true, undefined]));
+    expect(plain.code).toBe(0);
+    const [ref, ...rest] = plain.results;
+    for (const r of rest.slice(0, 3)) {
+      expect(r.label).toBe(ref?.label);
+      const scores = (x: Record<string, unknown> | undefined): unknown => (x?.topK as Array<{ label: string; p: number }>).map((t) => [t.label, t.p.toFixed(4)]);
+      expect(scores(r)).toEqual(scores(ref));
+    }
+
+    const windowed = await cli(['label', ...files.slice(0, 4), '--windows', '2,1']);
+    expect(windowed.code).toBe(0);
+    const spans = (r: Record<string, unknown> | undefined): unknown => (r?.windows as Array<{ start: number; end: number; frames: number }> | undefined)?.map((w) => [w.start, w.end, w.frames]);
+    const [wref, ...wrest] = windowed.results;
+    expect(spans(wref)).toEqual([
+      [0, 2, 16],
+      [1, 3, 16],
+      [2, 4, 16],
+    ]);
+    for (const r of wrest) {
+      expect(r.ok).toBe(true);
+      expect(spans(r)).toEqual(spans(wref));
+      expect((r.segments as Array<{ label: string }>).map((s) => s.label)).toEqual((wref?.segments as Array<{ label: string }>).map((s) => s.label));
+    }
+  });
+});
 
 describe('files that refer to other files (issue 9 item 2)', () => {
   /** Files that only an attack would read: their access times must not move. */

@@ -68,7 +68,7 @@ describe('ffmpeg argument building', () => {
 
   it('probe and decode read one local file: file protocol only, allowed demuxers only, decode pinned to the probed one', () => {
     const probeArgs = buildProbeArgs('file:/v/a.mp4');
-    const plan = buildDecodeArgs('file:/v/a.mp4', { kind: 'uniform', frames: 4 }, { size: 8, crop: 'center' }, { demuxer: 'mov', start: 0, duration: 2, frameInterval: 0.04 }, [0.25, 0.75, 1.25, 1.75]);
+    const plan = buildDecodeArgs('file:/v/a.mp4', { kind: 'uniform', frames: 4 }, { size: 8, crop: 'center' }, { demuxer: 'mov', duration: 2, frameInterval: 0.04 }, [0.25, 0.75, 1.25, 1.75]);
     for (const args of [probeArgs, plan.args]) {
       expect(args[args.indexOf('-protocol_whitelist') + 1]).toBe('file');
       const formats = (args[args.indexOf('-format_whitelist') + 1] as string).split(',');
@@ -77,6 +77,8 @@ describe('ffmpeg argument building', () => {
     }
     expect(probeArgs.indexOf('-format_whitelist')).toBeLessThan(probeArgs.indexOf('file:/v/a.mp4'));
     expect(plan.args.slice(plan.args.indexOf('-f'), plan.args.indexOf('-i') + 2)).toEqual(['-f', 'mov', '-i', 'file:/v/a.mp4']);
+    // the clock starts at the first frame, before frames are selected
+    expect(plan.args[plan.args.indexOf('-vf') + 1]).toMatch(/^setpts=PTS-STARTPTS,select=/);
     expect([isAllowedContainer('mov,mp4,m4a,3gp,3g2,mj2'), isAllowedContainer('matroska,webm'), isAllowedContainer('hls'), isAllowedContainer('image2')]).toEqual([true, true, false, false]);
     expect(parseRefusedDemuxer("[hls @ 0x5604949] Format not on whitelist 'mov,matroska'\n")).toBe('hls');
     expect(parseRefusedDemuxer('[mov,mp4,m4a,3gp,3g2,mj2 @ 0x1] moov atom not found')).toBeUndefined();
