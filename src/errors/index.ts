@@ -29,7 +29,7 @@ export const ERROR_CODES = {
   FW_ERR_MEDIA_UNSUPPORTED_CODEC: { permanent: true, http: 422, meaning: 'The video stream uses a codec this ffmpeg cannot decode.' },
   FW_ERR_MEDIA_TOO_LARGE: { permanent: true, http: 422, meaning: 'The frame size exceeds the configured limit (FRAMEWISE_MAX_PIXELS).' },
   FW_ERR_MEDIA_CORRUPT: { permanent: true, http: 422, meaning: 'The video could not be decoded (truncated or corrupt data): no frame came out.' },
-  FW_ERR_MEDIA_TRUNCATED: { permanent: true, http: 422, meaning: 'The video stops well before its declared duration (less than 90% decodes): the file is truncated.' },
+  FW_ERR_MEDIA_TRUNCATED: { permanent: true, http: 422, meaning: 'The video stops well before its declared duration (less than 90% decodes, or frames decode but none reaches the first sampled time): the file is truncated.' },
   FW_ERR_MEDIA_DECODE_FAILED: { permanent: false, http: 500, meaning: 'ffmpeg or ffprobe failed for a reason other than the input (killed, missing binary, I/O error).' },
   FW_ERR_MANIFEST_INVALID: { permanent: true, http: 422, meaning: 'The manifest cannot be read as CSV with a header, or lacks the required columns.' },
   FW_ERR_MANIFEST_BAD_LABEL: { permanent: true, http: 422, meaning: 'A manifest row has an empty label, or a label the model does not know.' },

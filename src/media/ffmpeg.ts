@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { FramewiseError } from '../errors/index.js';
-import { buildDecodeArgs, buildProbeArgs, demuxerOf, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
+import { buildDecodeArgs, buildInputGuardArgs, buildProbeArgs, demuxerOf, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
 import { targetTimes, type DecodePolicy, type FrameGeometry } from './sampling.js';
 
 export interface MediaTools {
@@ -435,12 +435,37 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
         idleLimit ? `decode stalled: no frame for ${tools.decodeTimeoutMs} ms: ${info.path}` : `decode took longer than ${tools.decodeTimeoutMs} ms: ${info.path}`,
       );
     }
-    if (emitted === 0) throw classifyDecodeFailure(info.path, closed, stderr);
+    if (emitted === 0) throw await classifyNoFrame(info, tools, targets?.[0], closed, stderr);
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
     if (!closed) child.kill('SIGKILL');
   }
+}
+
+/**
+ * No frame came out of a decode: a truncated file when the video does decode but stops before the
+ * first sampled time (a header that declares more than the file holds), else `classifyDecodeFailure`.
+ * Tells them apart by decoding the stream's first frame only (this path runs on failures alone).
+ */
+async function classifyNoFrame(
+  info: VideoInfo,
+  tools: MediaTools,
+  firstTarget: number | undefined,
+  closed: { code: number | null; signal: NodeJS.Signals | null } | undefined,
+  stderr: string,
+): Promise<FramewiseError> {
+  const failure = classifyDecodeFailure(info.path, closed, stderr);
+  if (failure.code !== 'FW_ERR_MEDIA_CORRUPT' || !(info.durationSec > 0)) return failure;
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', ...buildInputGuardArgs(), '-f', demuxerOf(info.container), '-i', `file:${info.path}`];
+  args.push('-map', '0:v:0', '-an', '-sn', '-dn', '-vf', ZERO_CLOCK_FILTER, '-frames:v', '1', '-f', 'framecrc', 'pipe:1');
+  const res = await runToEnd(tools.ffmpegPath, args, Math.min(tools.decodeTimeoutMs, 60_000)).catch(() => undefined);
+  const decodes = res !== undefined && res.stdout.toString('utf8').split('\n').some((l) => /^\s*\d+,/.test(l));
+  if (!decodes) return failure;
+  const where = firstTarget !== undefined ? `${firstTarget.toFixed(2)} s (its first sampled time)` : 'its first sampled time';
+  return new FramewiseError('FW_ERR_MEDIA_TRUNCATED', `the video stops before ${where} of its declared ${info.durationSec.toFixed(2)} s (truncated file): ${info.path}`, {
+    details: { durationSec: info.durationSec, ...(firstTarget !== undefined ? { firstTargetSec: firstTarget } : {}) },
+  });
 }
 
 function classifyDecodeFailure(path: string, closed: { code: number | null; signal: NodeJS.Signals | null } | undefined, stderr: string): FramewiseError {

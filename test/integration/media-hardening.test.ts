@@ -7,7 +7,8 @@
  * - playlists, manifests, lists, image sequences and session descriptions are refused with
  *   FW_ERR_MEDIA_UNSUPPORTED_CONTAINER by probe and decode alike, before any file they name is
  *   opened (the named files are decodable clips, and their access times are watched), also
- *   through the HTTP upload and path routes.
+ *   through the HTTP upload and path routes;
+ * - a header that declares 1 h over 2 s of data is FW_ERR_MEDIA_TRUNCATED, not CORRUPT.
  */
 import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
@@ -299,5 +300,41 @@ describe('files that refer to other files (issue 9 item 2)', () => {
       expect(path.json()).toMatchObject({ error: { code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' } });
       if (atimeWorks) expect(await touched()).toEqual([]);
     });
+  });
+});
+
+describe('a header that declares more than the file holds (issue 9 item 6)', () => {
+  beforeAll(async () => {
+    // 1 h of a 2 s clip (copied, not encoded), moov first; then only the first 2 s of its data kept
+    await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=64x48:rate=10:duration=2', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10', '-pix_fmt', 'yuv420p', p('unit.mp4')]);
+    await runFfmpeg(['-stream_loop', '1799', '-i', p('unit.mp4'), '-c', 'copy', '-movflags', '+faststart', p('hour.mp4')]);
+    const whole = await readFile(p('hour.mp4'));
+    let at = 0;
+    let mdat = -1;
+    while (at + 8 <= whole.length) {
+      const size = whole.readUInt32BE(at);
+      if (whole.toString('latin1', at + 4, at + 8) === 'mdat') {
+        mdat = at + 8;
+        break;
+      }
+      at += size;
+    }
+    expect(mdat).toBeGreaterThan(0);
+    const keep = mdat + Math.floor(((whole.length - mdat) * 2) / 3600);
+    await writeFile(p('hour-holds-2s.mp4'), whole.subarray(0, keep));
+    // the same header over data that decodes to nothing
+    const zeroed = Buffer.from(whole.subarray(0, keep));
+    zeroed.fill(0, mdat);
+    await writeFile(p('hour-holds-zeros.mp4'), zeroed);
+  });
+
+  it('declares 1 h, holds 2 s: FW_ERR_MEDIA_TRUNCATED (uniform decode and label); zeros where the data was: still FW_ERR_MEDIA_CORRUPT', async () => {
+    const info = await probe(p('hour-holds-2s.mp4'));
+    expect(info.durationSec).toBeCloseTo(3600, 0);
+    await expect(decodeFrames(info, uniform16, small)).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_TRUNCATED', message: expect.stringContaining('3600.00 s') });
+    const zeros = await probe(p('hour-holds-zeros.mp4'));
+    await expect(decodeFrames(zeros, uniform16, small)).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_CORRUPT' });
+    const r = await cli(['label', p('hour-holds-2s.mp4'), p('hour-holds-zeros.mp4')]);
+    expect(r.results.map((x) => (x.error as { code?: string } | undefined)?.code)).toEqual(['FW_ERR_MEDIA_TRUNCATED', 'FW_ERR_MEDIA_CORRUPT']);
   });
 });
