@@ -7,7 +7,7 @@
  * - playlists, manifests, lists, image sequences and session descriptions are refused with
  *   FW_ERR_MEDIA_UNSUPPORTED_CONTAINER by probe and decode alike, before any file they name is
  *   opened (the named files are decodable clips, and their access times are watched), also
- *   through the HTTP upload and path routes;
+ *   through the HTTP upload and path routes (and the queue workers label an uploaded MPEG-TS);
  * - a header that declares 1 h over 2 s of data is FW_ERR_MEDIA_TRUNCATED, not CORRUPT.
  */
 import { spawn } from 'node:child_process';
@@ -21,6 +21,7 @@ import { decodeFrames, probe, streamFrames, type VideoInfo } from '../../src/med
 import { buildWindowsPolicy, type DecodePolicy } from '../../src/media/sampling.js';
 import { makeClip, randomClipSpec, runFfmpeg } from '../../src/media/synthetic.js';
 import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
+import { parseSse } from '../helpers/sse.js';
 import { makeTempDir, makeTestsrc, removeDir } from '../helpers/clips.js';
 import { freshCacheDir, TEST_ENGINE } from '../helpers/queue-fixtures.js';
 
@@ -84,6 +85,19 @@ beforeAll(async () => {
   await mkdir(p('allowed'));
 });
 afterAll(() => removeDir(dir));
+
+/** Files that only an attack would read: their access times must not move. */
+let watched: string[];
+const OLD = new Date('2001-01-01T00:00:00Z');
+const resetAtimes = async (): Promise<void> => {
+  for (const f of watched) await utimes(f, OLD, (await stat(f)).mtime);
+};
+const touched = async (): Promise<string[]> => {
+  const out: string[] = [];
+  for (const f of watched) if ((await stat(f)).atimeMs !== OLD.getTime()) out.push(f);
+  return out;
+};
+let atimeWorks = false;
 
 describe('timestamps that do not start at 0 (issue 9 item 1)', () => {
   // the same H.264 stream (B-frames, so an edit list) in containers whose clocks start elsewhere
@@ -182,18 +196,6 @@ describe('timestamps that do not start at 0 (issue 9 item 1)', () => {
 });
 
 describe('files that refer to other files (issue 9 item 2)', () => {
-  /** Files that only an attack would read: their access times must not move. */
-  let watched: string[];
-  const OLD = new Date('2001-01-01T00:00:00Z');
-  const resetAtimes = async (): Promise<void> => {
-    for (const f of watched) await utimes(f, OLD, (await stat(f)).mtime);
-  };
-  const touched = async (): Promise<string[]> => {
-    const out: string[] = [];
-    for (const f of watched) if ((await stat(f)).atimeMs !== OLD.getTime()) out.push(f);
-    return out;
-  };
-  let atimeWorks = false;
   const attacks = [
     { name: 'hls-innocent.mp4', what: 'an HLS playlist (named .mp4) whose segments lie outside', container: 'hls' },
     { name: 'playlist.m3u8', what: 'the same HLS playlist as .m3u8', container: 'hls' },
@@ -267,40 +269,6 @@ describe('files that refer to other files (issue 9 item 2)', () => {
     expect(r.results.map((x) => [x.ok, (x.error as { code?: string } | undefined)?.code])).toEqual(attacks.map(() => [false, 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER']));
     if (atimeWorks) expect(await touched()).toEqual([]);
   });
-
-  describe('through the HTTP API', () => {
-    let api: ApiHarness;
-    beforeAll(async () => {
-      api = await startApiHarness({
-        name: 'mediahard',
-        workers: [],
-        prepare: async (roots) => {
-          await copyFile(p('allowed', 'playlist.m3u8'), join(roots, 'playlist.m3u8'));
-        },
-      });
-    });
-    afterAll(() => api?.close());
-
-    it('an uploaded DASH MPD named innocent.mp4 → 422 FW_ERR_MEDIA_UNSUPPORTED_CONTAINER, nothing kept; a playlist path under the roots → the same', async () => {
-      await resetAtimes();
-      const boundary = 'fwboundaryMPD';
-      const body = Buffer.concat([
-        Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="innocent.mp4"\r\nContent-Type: video/mp4\r\n\r\n`),
-        await readFile(p('allowed', 'innocent.mp4')),
-        Buffer.from(`\r\n--${boundary}--\r\n`),
-      ]);
-      const up = await api.app.inject({ method: 'POST', url: '/v1/clips', payload: body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
-      expect(up.statusCode).toBe(422);
-      expect(up.json()).toMatchObject({ error: { code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' } });
-      const uploads = await readdir(join(api.config.queue.dataDir, 'uploads')).catch(() => []);
-      expect(uploads.filter((n) => !n.startsWith('.'))).toEqual([]);
-
-      const path = await api.app.inject({ method: 'POST', url: '/v1/clips', payload: { path: join(api.roots, 'playlist.m3u8') } });
-      expect(path.statusCode).toBe(422);
-      expect(path.json()).toMatchObject({ error: { code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' } });
-      if (atimeWorks) expect(await touched()).toEqual([]);
-    });
-  });
 });
 
 describe('a header that declares more than the file holds (issue 9 item 6)', () => {
@@ -336,5 +304,69 @@ describe('a header that declares more than the file holds (issue 9 item 6)', () 
     await expect(decodeFrames(zeros, uniform16, small)).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_CORRUPT' });
     const r = await cli(['label', p('hour-holds-2s.mp4'), p('hour-holds-zeros.mp4')]);
     expect(r.results.map((x) => (x.error as { code?: string } | undefined)?.code)).toEqual(['FW_ERR_MEDIA_TRUNCATED', 'FW_ERR_MEDIA_CORRUPT']);
+  });
+});
+
+describe('through the HTTP API and the queue workers (issue 9 items 1 and 2)', () => {
+  let api: ApiHarness;
+  beforeAll(async () => {
+    api = await startApiHarness({
+      name: 'mediahard',
+      workers: ['decode', 'embed', 'classify'],
+      prepare: async (roots) => {
+        await copyFile(p('allowed', 'playlist.m3u8'), join(roots, 'playlist.m3u8'));
+      },
+    });
+  });
+  afterAll(() => api?.close());
+
+  it('an uploaded DASH MPD named innocent.mp4 → 422 FW_ERR_MEDIA_UNSUPPORTED_CONTAINER, nothing kept; a playlist path under the roots → the same', async () => {
+    await resetAtimes();
+    const boundary = 'fwboundaryMPD';
+    const body = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="innocent.mp4"\r\nContent-Type: video/mp4\r\n\r\n`),
+      await readFile(p('allowed', 'innocent.mp4')),
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const up = await api.app.inject({ method: 'POST', url: '/v1/clips', payload: body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+    expect(up.statusCode).toBe(422);
+    expect(up.json()).toMatchObject({ error: { code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' } });
+    const uploads = await readdir(join(api.config.queue.dataDir, 'uploads')).catch(() => []);
+    expect(uploads.filter((n) => !n.startsWith('.'))).toEqual([]);
+
+    const path = await api.app.inject({ method: 'POST', url: '/v1/clips', payload: { path: join(api.roots, 'playlist.m3u8') } });
+    expect(path.statusCode).toBe(422);
+    expect(path.json()).toMatchObject({ error: { code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' } });
+    if (atimeWorks) expect(await touched()).toEqual([]);
+  });
+
+  it("the workers label an uploaded MPEG-TS (the issue's x.ts), and an offset MP4 window by window", async () => {
+    const upload = async (name: string, query = ''): Promise<Record<string, unknown>> => {
+      const boundary = 'fwboundaryTS';
+      const body = Buffer.concat([
+        Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+        await readFile(p(name)),
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ]);
+      const up = await api.app.inject({ method: 'POST', url: `/v1/clips${query}`, payload: body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+      expect(up.statusCode, up.body).toBe(202);
+      const { jobId } = up.json<{ jobId: string }>();
+      const events = parseSse((await api.app.inject({ method: 'GET', url: `/v1/jobs/${jobId}/events` })).body);
+      const last = events[events.length - 1];
+      expect(last?.event, JSON.stringify(events)).toBe('result');
+      const result = last?.data.result as Record<string, unknown>;
+      assertValidResult(result);
+      return result;
+    };
+    const ts = await upload('x.ts');
+    expect([ts.ok, ts.error]).toEqual([true, undefined]);
+    expect(ts.frames).toBe(16);
+    const windowed = await upload('offset.mp4', '?windows=2,1');
+    expect([windowed.ok, windowed.error]).toEqual([true, undefined]);
+    expect((windowed.windows as Array<{ start: number; end: number; frames: number }>).map((w) => [w.start, w.end, w.frames])).toEqual([
+      [0, 2, 16],
+      [1, 3, 16],
+      [2, 4, 16],
+    ]);
   });
 });
