@@ -29,6 +29,8 @@ export const ALLOWED_DEMUXERS: readonly string[] = Object.freeze([
   'gxf',
   'ivf',
   'yuv4mpegpipe',
+  'mpjpeg', // multipart JPEG, as IP cameras stream it
+  'dhav', // Dahua CCTV recordings
   // raw elementary video streams
   'mpegvideo',
   'm4v',
