@@ -300,7 +300,7 @@ export interface DecodeOptions {
 
 export interface DecodedFrame {
   index: number;
-  /** Seconds from the stream start. */
+  /** Seconds from the stream start: its first frame is at 0, whatever the file's timestamps. */
   time: number;
   /** size × size × 3 bytes (a copy, safe to keep). */
   data: Uint8Array;
