@@ -13,9 +13,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { toStorageError } from '../errors/index.js';
+import { makeDir } from '../errors/make-dir.js';
 import type { FeatureKind } from '../ml/backbone.js';
 
 export interface FeatureKey {
@@ -88,7 +89,7 @@ export class FeatureStore {
     const file = this.pathFor(seq.key);
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      await mkdir(dirname(file), { recursive: true });
+      await makeDir(dirname(file));
       await writeFile(tmp, encodeEntry(seq));
       await rename(tmp, file);
     } catch (err) {
