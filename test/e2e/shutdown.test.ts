@@ -150,6 +150,26 @@ describe('SIGTERM ends serve and worker in every state', () => {
     expect(status.result?.ok).toBe(true);
   });
 
+  it('a second SIGTERM forces the close at once: the held job is handed back', async () => {
+    // default deadline (8 s); the second signal comes 1 s after the first
+    const { env, rt } = await setup('twice');
+    const local: WorkerGroup = await startWorkers(['decode', 'classify'], testConfig(env));
+    cleanups.push(() => local.close());
+    const w = start(['worker', 'embed'], { ...env, FRAMEWISE_EMBED_BATCH_WAIT_MS: '60000', FRAMEWISE_EMBED_BATCH_FRAMES: '1000' });
+    await until('the embed worker to be ready', workersOn(rt, QueueName.Embed));
+    const { jobId } = await submitClip(rt, { path: (clips[0] as ClipFixture).path, source: 'c.mp4', topK: 1 });
+    await until('the embed job to be held', async () => (await rt.queues[QueueName.Embed].getActiveCount()) === 1);
+    w.child.kill('SIGTERM');
+    await sleep(1000);
+    w.child.kill('SIGTERM');
+    const exit = await w.exited(EXIT_WAIT_MS);
+    expect(exit, w.output()).toEqual({ code: 1, signal: null });
+    expect(w.output()).toContain('second signal');
+    expect(w.output()).toContain('handed back');
+    const waiting = await rt.queues[QueueName.Embed].getJob(`${jobId}-embed`);
+    expect(['waiting', 'prioritized']).toContain(await waiting?.getState()); // back in its queue (clips have priorities)
+  });
+
   it('Redis stopped while a job is in flight: the worker exits; the job completes once Redis is back', async () => {
     const { redis, env, rt } = await setup('midjob', { FRAMEWISE_LOCK_DURATION_MS: '3000', FRAMEWISE_STALLED_INTERVAL_MS: '1000' }, { aof: true });
     const local: WorkerGroup = await startWorkers(['decode', 'classify'], testConfig(env));
