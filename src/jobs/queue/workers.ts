@@ -427,7 +427,9 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
       let returned = 0;
       if (held.length > 0) {
         const handBack = Promise.allSettled(held.map(([job, token]) => job.moveToWait(token))).then((r) => (returned = r.filter((x) => x.status === 'fulfilled').length));
-        await Promise.race([handBack, new Promise((res) => setTimeout(res, returnMs))]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([handBack, new Promise((res) => (timer = setTimeout(res, returnMs)))]);
+        clearTimeout(timer);
         log.warn({ running: held.map(([job]) => job.id), returned }, returned === held.length ? 'closing now: running jobs handed back to their queues' : 'closing now: running jobs not handed back (Redis unreachable); they come back once their locks expire');
       }
       for (const h of handles) void h.worker.disconnect().catch(() => undefined);
