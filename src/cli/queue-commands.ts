@@ -23,6 +23,7 @@ import { currentModelInfo, type ModelInfo } from '../jobs/queue/model-info.js';
 import type { ClipWindows } from '../jobs/queue/payloads.js';
 import { isBatchId } from '../jobs/queue/idempotency.js';
 import { openQueueRuntime, type QueueRuntime } from '../jobs/queue/runtime.js';
+import { FORCED_EXIT_CODE, shutdownOnSignals } from '../jobs/queue/shutdown.js';
 import { ALL_WORKER_KINDS, closeOnSignals, startWorkers, WORKER_KINDS, type WorkerKind } from '../jobs/queue/workers.js';
 import { probe } from '../media/ffmpeg.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
@@ -60,17 +61,19 @@ async function cmdServe(o: { host?: string; port?: number }, config: Config, io:
   const { startServer } = await import('../api/server.js');
   const { app, url } = await startServer(config, o, { logLevel: getLogger().level });
   line(io, { listening: url });
-  await new Promise<void>((res) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      getLogger().info({ signal }, 'api: closing');
-      process.removeListener('SIGTERM', stop);
-      process.removeListener('SIGINT', stop);
-      void app.close().then(() => res());
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
-  return EXIT.OK;
+  // graceful: stop listening, let requests finish, close the queue connections; forced (deadline
+  // or a second signal): cut the client connections (open event streams included); see shutdown.ts
+  const outcome = await shutdownOnSignals(
+    'api',
+    {
+      graceful: () => app.close(),
+      force: async () => {
+        app.server.closeAllConnections();
+      },
+    },
+    { timeoutMs: config.queue.shutdownTimeoutMs, log: getLogger() },
+  );
+  return outcome === 'graceful' ? EXIT.OK : FORCED_EXIT_CODE;
 }
 
 /** `all`, one kind, or a comma-separated list (`embed,classify,webhook`). */
@@ -84,8 +87,7 @@ export function parseWorkerKinds(text: string): WorkerKind[] {
 
 async function cmdWorker(kinds: WorkerKind[], config: Config): Promise<number> {
   const group = await startWorkers(kinds, config);
-  await closeOnSignals(group);
-  return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+  return (await closeOnSignals(group)) === 'graceful' ? EXIT.OK : FORCED_EXIT_CODE;
 }
 
 interface WindowsFlags {

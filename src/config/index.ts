@@ -75,6 +75,7 @@ export const ENV_SCHEMA = z.object({
   FRAMEWISE_STALLED_INTERVAL_MS: intFromString(500).default(30_000),
   FRAMEWISE_WEBHOOK_ATTEMPTS: intFromString(1).default(5),
   FRAMEWISE_WEBHOOK_TIMEOUT_MS: intFromString(100).default(10_000),
+  FRAMEWISE_SHUTDOWN_TIMEOUT_MS: intFromString(0).max(60_000).default(8000),
 });
 
 export type EnvConfig = z.infer<typeof ENV_SCHEMA>;
@@ -138,6 +139,8 @@ export interface QueueConfig {
   readonly stalledIntervalMs: number;
   readonly webhookAttempts: number;
   readonly webhookTimeoutMs: number;
+  /** How long `serve` and `worker` wait for a graceful close on SIGTERM/SIGINT before they force it. */
+  readonly shutdownTimeoutMs: number;
 }
 
 /** Validate an environment (default: process.env) into a frozen Config; all problems in one error. */
@@ -195,6 +198,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       stalledIntervalMs: e.FRAMEWISE_STALLED_INTERVAL_MS,
       webhookAttempts: e.FRAMEWISE_WEBHOOK_ATTEMPTS,
       webhookTimeoutMs: e.FRAMEWISE_WEBHOOK_TIMEOUT_MS,
+      shutdownTimeoutMs: e.FRAMEWISE_SHUTDOWN_TIMEOUT_MS,
     }),
   });
 }

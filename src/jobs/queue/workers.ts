@@ -33,6 +33,7 @@ import { currentModelInfo, readModelInfo } from './model-info.js';
 import { QueueName } from './names.js';
 import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, TrainJobData, WebhookJobData, WindowsDecodeJobResult } from './payloads.js';
 import { openQueueRuntime, workerConnection, type QueueRuntime } from './runtime.js';
+import { shutdownOnSignals, type ShutdownOutcome } from './shutdown.js';
 import { classifyStage, decodeStage, embedStage, type StageDeps } from './stages.js';
 import { classifyWindowsStage, decodeWindowsStage, embedWindowsStage, isWindowed, type WindowsEmbedOptions } from './window-stages.js';
 import type { WindowsProgress } from '../windows.js';
@@ -71,6 +72,13 @@ export interface WorkerGroup {
   readonly embedder: BatchingBackbone | undefined;
   /** Stop taking jobs, wait for the running ones (unless `force`), release models and connections. */
   close(force?: boolean): Promise<void>;
+  /**
+   * A forced shutdown, also while `close` is still waiting: the jobs running here go back to their
+   * queues at once when Redis answers within `returnMs` (another worker takes them; otherwise their
+   * locks expire and the stalled check brings them back), then every connection is cut.
+   * Resolves with the number of jobs handed back.
+   */
+  forceClose(returnMs?: number): Promise<number>;
 }
 
 export interface StartWorkersOptions {
@@ -184,9 +192,19 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
   const handles: WorkerHandle[] = [];
   const cleanups: Array<() => Promise<void>> = [];
   let embedder: BatchingBackbone | undefined;
+  /** The jobs running in this process, with their lock tokens (a forced shutdown hands them back). */
+  const running = new Map<Job, string | undefined>();
 
   const make = <D, R>(kind: WorkerKind, queue: QueueName, processor: Processor<D, R>, concurrency: number, stats: WorkerStats): Worker => {
-    const worker = new Worker<D, R>(queue, processor, {
+    const tracked: Processor<D, R> = async (job, token, signal) => {
+      running.set(job as Job, token);
+      try {
+        return await processor(job, token, signal);
+      } finally {
+        running.delete(job as Job);
+      }
+    };
+    const worker = new Worker<D, R>(queue, tracked, {
       connection: workerConnection(config),
       prefix: rt.prefix,
       concurrency: opts.concurrency?.[kind] ?? concurrency,
@@ -404,36 +422,41 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
       })();
       return closing;
     },
+    async forceClose(returnMs = 1000) {
+      const held = [...running];
+      let returned = 0;
+      if (held.length > 0) {
+        const handBack = Promise.allSettled(held.map(([job, token]) => job.moveToWait(token))).then((r) => (returned = r.filter((x) => x.status === 'fulfilled').length));
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([handBack, new Promise((res) => (timer = setTimeout(res, returnMs)))]);
+        clearTimeout(timer);
+        log.warn({ running: held.map(([job]) => job.id), returned }, returned === held.length ? 'closing now: running jobs handed back to their queues' : 'closing now: running jobs not handed back (Redis unreachable); they come back once their locks expire');
+      }
+      for (const h of handles) void h.worker.disconnect().catch(() => undefined);
+      rt.disconnect();
+      return returned;
+    },
   };
 }
 
 /**
- * Graceful shutdown for a worker process: the first SIGTERM/SIGINT stops taking jobs and waits
- * for the running ones (`worker.close()`), then releases models and connections, and the process
- * ends by itself; a second signal stops without waiting (the jobs held are retried elsewhere
- * once their locks expire).
+ * Shutdown of a worker process (see shutdown.ts): the first SIGTERM/SIGINT stops taking jobs and
+ * waits for the running ones (`group.close()`) for at most FRAMEWISE_SHUTDOWN_TIMEOUT_MS; past
+ * that, or on a second signal, the running jobs are handed back to their queues (when Redis
+ * answers) and the connections are cut (`group.forceClose()`), exit code 1.
  */
-export function closeOnSignals(group: WorkerGroup, signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'], log: Logger = getLogger()): Promise<void> {
-  return new Promise((resolve) => {
-    let count = 0;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      count++;
-      log.info({ signal, kinds: group.handles.map((h) => h.kind) }, count === 1 ? 'closing: waiting for running jobs' : 'closing now');
-      const done = count === 1 ? group.close() : Promise.allSettled(group.handles.map((h) => h.worker.close(true))).then(() => group.close());
-      done.then(
-        () => {
-          for (const s of signals) process.removeListener(s, onSignal);
-          resolve();
-        },
-        (err: unknown) => {
-          log.error({ err: String(err) }, 'worker shutdown failed');
-          process.exitCode = 1;
-          resolve();
-        },
-      );
-    };
-    for (const s of signals) process.on(s, onSignal);
-  });
+export function closeOnSignals(group: WorkerGroup, signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'], log: Logger = getLogger()): Promise<ShutdownOutcome> {
+  const kinds = group.handles.map((h) => h.kind).join(',');
+  return shutdownOnSignals(
+    `worker ${kinds}`,
+    {
+      graceful: () => group.close(),
+      force: async () => {
+        await group.forceClose();
+      },
+    },
+    { timeoutMs: group.rt.config.queue.shutdownTimeoutMs, log, signals },
+  );
 }
 
 /** POST the webhook body; anything but a 2xx is FW_ERR_WEBHOOK_FAILED (retried with backoff). */
