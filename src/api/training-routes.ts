@@ -59,7 +59,7 @@ export const TRAINING_BODY = {
     split: {
       type: 'object',
       additionalProperties: false,
-      properties: { fraction: { type: 'number', exclusiveMinimum: 0, maximum: 0.9 }, column: { type: 'string' }, valValues: { type: 'array', items: { type: 'string' } }, groupColumn: { type: 'string' } },
+      properties: { fraction: { type: 'number', minimum: 0, maximum: 0.9, description: 'greater than 0' }, column: { type: 'string' }, valValues: { type: 'array', items: { type: 'string' } }, groupColumn: { type: 'string' } },
       description: 'validation rows: a stratified share (fraction, default 0.2), the rows whose `column` has one of `valValues`, or a group-aware share (`groupColumn`)',
     },
     head: { type: 'object', additionalProperties: true, description: 'head options as `framewise train` takes them: cell, units, layers, bidirectional, dropout, projection, pooling, temporalDiff' },
@@ -94,6 +94,8 @@ function checkOptions(body: TrainingBody): void {
   if ((body.manifest === undefined) === (body.csv === undefined)) problems.push('give exactly one of `manifest` or `csv`');
   if (body.valManifest !== undefined && (body.split?.column !== undefined || body.split?.groupColumn !== undefined)) problems.push('use either `valManifest` or a column split, not both');
   if (body.split?.column !== undefined && !body.split.valValues?.length) problems.push('split.column needs split.valValues');
+  // the schema says minimum 0 (an OpenAPI 3.0 document cannot carry draft-07's numeric exclusiveMinimum)
+  if (body.split?.fraction !== undefined && body.split.fraction <= 0) problems.push('split.fraction must be greater than 0');
   if (problems.length > 0) throw new FramewiseError('FW_ERR_REQUEST_INVALID', problems.join('; '));
 }
 
