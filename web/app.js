@@ -903,11 +903,12 @@ async function start() {
   } catch {
     /* older server or no key yet: defaults */
   }
-  fetch('/readyz')
+  // with the key, /readyz names the model (`ok (<id> <version>)`); without, only `ok`
+  fetch('/readyz', { headers: authHeaders() })
     .then((r) => r.json())
     .then((body) => {
       const m = body && body.checks && body.checks.model;
-      if (typeof m === 'string') document.getElementById('model-info').textContent = m.startsWith('ok') ? `model ${m.replace(/^ok \(|\)$/g, '')}` : 'model not loadable';
+      if (typeof m === 'string') document.getElementById('model-info').textContent = m.startsWith('ok (') ? `model ${m.replace(/^ok \(|\)$/g, '')}` : m === 'ok' ? 'model ready' : 'model not loadable';
     })
     .catch(() => undefined);
   window.addEventListener('hashchange', route);

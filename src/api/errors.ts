@@ -29,7 +29,7 @@ export function toApiError(err: unknown): FramewiseError {
 }
 
 /** An absolute POSIX path in a message (not the path part of a URL: no `:` or `/` just before it). */
-const ABSOLUTE_PATH = /(?<![\w.:/~-])\/(?:[^\s/'"`()<>|,;]+\/)*[^\s/'"`()<>|,;]+\/?/g;
+const ABSOLUTE_PATH = /(?<![\w.:/~-])\/(?:[^\s/'"`()<>|,;:]+\/)*[^\s/'"`()<>|,;:]+\/?/g;
 
 /** Strings the caller sent (body fields, query), which may be named back to it as they are. */
 function callerStrings(req: FastifyRequest | undefined): Set<string> {

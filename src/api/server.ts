@@ -25,7 +25,7 @@ import type { ClipWindows } from '../jobs/queue/payloads.js';
 import { ALL_QUEUES } from '../jobs/queue/names.js';
 import { openQueueRuntime, withQueue, type QueueRuntime } from '../jobs/queue/runtime.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
-import { createAuthHook } from './auth.js';
+import { createAuthHook, createKeyCheck } from './auth.js';
 import { modelRoutes } from './model-routes.js';
 import { trainingRoutes } from './training-routes.js';
 import { webPlugin } from './web.js';
@@ -77,6 +77,18 @@ interface BatchBody {
 }
 
 const VERSION = '0.1.0';
+
+/** How long /readyz waits for Redis (an unreachable Redis is a failed check, not a slow probe). */
+const READY_TIMEOUT_MS = 2000;
+
+/** `p`, or a rejection after `ms` (p keeps running). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
 
 /** A webhook URL is http(s) without credentials (its address is checked at each delivery: net-guard.ts). */
 function checkWebhook(url: string | undefined): void {
@@ -268,13 +280,19 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
 
   /** Heads already loaded once by /readyz, by folder and version (a promotion is checked again). */
   const modelChecks = new Map<string, Promise<void>>();
-  app.get('/readyz', { schema: { summary: 'Redis reachable and the current model loadable', tags: ['ops'] } }, async (_req, reply) => {
+  /**
+   * Readiness: `ok` or `failed` per check, never an error text (it may name hosts, ports or paths);
+   * the model's id and version only to callers with a key (or when no keys are configured).
+   */
+  const hasKey = createKeyCheck(q.apiKeys);
+  app.get('/readyz', { schema: { summary: 'Redis reachable and the current model loadable', tags: ['ops'] } }, async (req, reply) => {
     const checks: Record<string, string> = {};
     try {
-      await withQueue(() => rt.redis.ping());
+      await withTimeout(withQueue(() => rt.redis.ping()), READY_TIMEOUT_MS);
       checks.redis = 'ok';
     } catch (err) {
-      checks.redis = err instanceof Error ? err.message : String(err);
+      req.log.warn({ err: String(err) }, 'readiness: Redis check failed');
+      checks.redis = 'failed';
     }
     try {
       const info = await currentModelInfo(config);
@@ -286,9 +304,10 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
         modelChecks.set(key, check);
       }
       await check;
-      checks.model = `ok (${info.model.id} ${info.model.version})`;
+      checks.model = hasKey(req) ? `ok (${info.model.id} ${info.model.version})` : 'ok';
     } catch (err) {
-      checks.model = err instanceof Error ? err.message : String(err);
+      req.log.warn({ err: String(err) }, 'readiness: model check failed');
+      checks.model = 'failed';
     }
     const ready = checks.redis === 'ok' && checks.model?.startsWith('ok') === true;
     return reply.status(ready ? 200 : 503).send({ ready, checks });

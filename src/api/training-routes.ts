@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config/index.js';
-import { FramewiseError } from '../errors/index.js';
+import { FramewiseError, toStorageError } from '../errors/index.js';
 import { readLabelledData } from '../features/inputs.js';
 import type { PathGuard } from '../jobs/queue/batches.js';
 import type { TrainingRequestOptions } from '../jobs/queue/payloads.js';
@@ -153,9 +153,13 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRoutesOptions> = async (
       if (b.csv !== undefined) {
         // the CSV is kept with the server's data (by content), its relative paths taken from the first root
         const dir = join(config.queue.dataDir, 'trainings');
-        await mkdir(dir, { recursive: true });
         manifest = join(dir, `manifest-${createHash('sha256').update(b.csv).digest('hex').slice(0, 16)}.csv`);
-        await writeFile(manifest, b.csv);
+        try {
+          await mkdir(dir, { recursive: true });
+          await writeFile(manifest, b.csv);
+        } catch (err) {
+          throw toStorageError(err, 'the training CSV (FRAMEWISE_DATA_DIR/trainings)');
+        }
         manifestBaseDir = config.queue.pathRoots[0];
         if (manifestBaseDir === undefined) throw new FramewiseError('FW_ERR_PATH_FORBIDDEN', 'reading server paths is disabled (FRAMEWISE_PATH_ROOTS is not set)');
       } else manifest = await guard(b.manifest as string);
