@@ -318,7 +318,9 @@ function viewJob(id) {
     if (['completed', 'failed', 'cancelled'].includes(state)) cancelButton.remove();
   };
   const applyStatus = (st) => {
-    if (st.source) title.textContent = st.source;
+    // the name this browser submitted it under (the server names uploads by content only)
+    const mine = recall(JOBS_STORE).find((j) => j.id === id);
+    if (mine || st.source) title.textContent = mine ? mine.name : st.source;
     for (const s of STAGES) if (st.stages && st.stages[s]) setStage(s, st.stages[s].state, st.stages[s].progress, st.stages[s].detail);
     setState(st.state);
     if (st.state === 'completed' && st.result) finish(st.result);

@@ -20,6 +20,8 @@ export function toApiError(err: unknown): FramewiseError {
   if (queued instanceof FramewiseError) return queued;
   const e = err as Partial<FastifyError> & { validation?: unknown };
   if (e.validation) return new FramewiseError('FW_ERR_REQUEST_INVALID', e.message ?? 'invalid request');
+  // too many parts, files or fields in a multipart body: a malformed request, not a large one
+  if (e.code === 'FST_PARTS_LIMIT' || e.code === 'FST_FILES_LIMIT' || e.code === 'FST_FIELDS_LIMIT') return new FramewiseError('FW_ERR_REQUEST_INVALID', e.message ?? 'too many parts in the multipart body');
   if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || e.statusCode === 413) {
     return new FramewiseError('FW_ERR_UPLOAD_TOO_LARGE', e.message ?? 'request body too large');
   }

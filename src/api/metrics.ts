@@ -39,8 +39,10 @@ export function createMetrics(rt: QueueRuntime): ApiMetrics {
   let readAt = 0;
   let lastFailed = false;
   let reading: Promise<void> | undefined;
+  let readingSince = 0;
   const readCounts = (): Promise<void> =>
     (reading ??= (async () => {
+      readingSince = Date.now();
       try {
         const fresh = new Map<string, Partial<Record<(typeof JOB_STATES)[number], number>>>();
         for (const name of ALL_QUEUES) fresh.set(name, await rt.queues[name].getJobCounts(...JOB_STATES));
@@ -53,13 +55,17 @@ export function createMetrics(rt: QueueRuntime): ApiMetrics {
         reading = undefined;
       }
     })());
+  // prom-client collects every metric at once: each queue gauge waits for the same reading
+  const settle = async (): Promise<void> => {
+    if (Date.now() - readAt > QUEUE_READ_MAX_AGE_MS) await Promise.race([readCounts(), sleep(QUEUE_READ_WAIT_MS)]);
+  };
   new Gauge({
     name: 'framewise_queue_jobs',
     help: 'Jobs per queue and state (read from Redis in the background: see framewise_queue_jobs_age_seconds).',
     labelNames: ['queue', 'state'],
     registers: [registry],
     async collect() {
-      if (Date.now() - readAt > QUEUE_READ_MAX_AGE_MS) await Promise.race([readCounts(), sleep(QUEUE_READ_WAIT_MS)]);
+      await settle();
       this.reset();
       for (const [queue, c] of counts) for (const state of JOB_STATES) this.set({ queue, state }, c[state] ?? 0);
     },
@@ -68,16 +74,18 @@ export function createMetrics(rt: QueueRuntime): ApiMetrics {
     name: 'framewise_queue_jobs_age_seconds',
     help: 'Age of the framewise_queue_jobs values (seconds since Redis last answered; -1 before the first answer).',
     registers: [registry],
-    collect() {
+    async collect() {
+      await settle();
       this.set(readAt === 0 ? -1 : (Date.now() - readAt) / 1000);
     },
   });
   new Gauge({
     name: 'framewise_queue_jobs_stale',
-    help: '1 when the last reading of the queue counts failed or is still waiting for Redis (the values are older), else 0.',
+    help: '1 when the last reading of the queue counts failed, or Redis has not answered the current one within 0.5 s (the values are older), else 0.',
     registers: [registry],
-    collect() {
-      this.set(lastFailed || reading !== undefined ? 1 : 0);
+    async collect() {
+      await settle();
+      this.set(lastFailed || (reading !== undefined && Date.now() - readingSince >= QUEUE_READ_WAIT_MS) ? 1 : 0);
     },
   });
   const duration = new Histogram({

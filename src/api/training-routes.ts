@@ -12,7 +12,7 @@
  * first root. A train worker (`framewise worker train`) runs the jobs.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -28,6 +28,7 @@ import { HEAD_OPTIONS_SCHEMA, TRAIN_OPTIONS_SCHEMA } from '../ml/head.js';
 import { MODEL_NAME_PATTERN } from '../ml/registry.js';
 import { parseSampling } from '../media/sampling.js';
 import { ID_PARAMS } from './schemas.js';
+import { ensureDir } from './uploads.js';
 import { streamPolled, type EventStream } from './sse.js';
 
 export interface TrainingRoutesOptions {
@@ -155,7 +156,7 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRoutesOptions> = async (
         const dir = join(config.queue.dataDir, 'trainings');
         manifest = join(dir, `manifest-${createHash('sha256').update(b.csv).digest('hex').slice(0, 16)}.csv`);
         try {
-          await mkdir(dir, { recursive: true });
+          await ensureDir(dir);
           await writeFile(manifest, b.csv);
         } catch (err) {
           throw toStorageError(err, 'the training CSV (FRAMEWISE_DATA_DIR/trainings)');

@@ -23,6 +23,21 @@ export interface StoredUpload {
 
 const tooLarge = (limit: number): FramewiseError => new FramewiseError('FW_ERR_UPLOAD_TOO_LARGE', `the clip is larger than the limit of ${limit} bytes (FRAMEWISE_MAX_UPLOAD_BYTES)`, { details: { limit } });
 
+/**
+ * Make a folder (and its parents). A folder made alone first: on a read-only file system Node's
+ * recursive mkdir can report ENOENT rather than EROFS, which would hide the storage error.
+ */
+export async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT') throw err;
+    await mkdir(dir, { recursive: true });
+  }
+}
+
 /** An error of the file system (write stream, mkdir, rename): errno-style, with a syscall. */
 const isFsError = (err: unknown): boolean => typeof (err as NodeJS.ErrnoException | undefined)?.syscall === 'string';
 
@@ -38,7 +53,7 @@ function safeExt(name: string | undefined): string {
  * done with the file), so that a concurrent request never removes a file another one uses.
  */
 export async function storeStream(source: NodeJS.ReadableStream, uploadsDir: string, limit: number, nameHint?: string, holds?: Map<string, number>): Promise<StoredUpload> {
-  await mkdir(uploadsDir, { recursive: true }).catch((err: unknown) => {
+  await ensureDir(uploadsDir).catch((err: unknown) => {
     throw toStorageError(err, 'the upload');
   });
   const tmp = join(uploadsDir, `.upload-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);

@@ -56,5 +56,7 @@ describe('API error messages', () => {
   it('map malformed multipart bodies to FW_ERR_REQUEST_INVALID', () => {
     for (const m of ['Multipart: Boundary not found', 'Unexpected end of multipart data', 'Unexpected end of form', 'Malformed part header']) expect(toApiError(new Error(m)).code, m).toBe('FW_ERR_REQUEST_INVALID');
     expect(toApiError(new Error('something else')).code).toBe('FW_ERR_INTERNAL');
+    expect(toApiError(Object.assign(new Error('reach files limit'), { code: 'FST_FILES_LIMIT', statusCode: 413 })).code).toBe('FW_ERR_REQUEST_INVALID');
+    expect(toApiError(Object.assign(new Error('request file too large'), { code: 'FST_REQ_FILE_TOO_LARGE', statusCode: 413 })).code).toBe('FW_ERR_UPLOAD_TOO_LARGE');
   });
 });
