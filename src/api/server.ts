@@ -239,7 +239,7 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
   );
 
   app.delete<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { summary: 'Cancel a job (waiting stages are removed; a running stage fails at its next check)', tags: ['jobs'], params: ID_PARAMS } }, async (req) =>
-    cancelClip(rt, req.params.id),
+    safeStatus(await cancelClip(rt, req.params.id)),
   );
 
   app.post<{ Body: BatchBody }>(
