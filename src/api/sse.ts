@@ -68,7 +68,7 @@ export async function streamPolled<S>(req: FastifyRequest, reply: FastifyReply, 
         status = await read();
       } catch (err) {
         if (err instanceof FramewiseError && err.code === 'FW_ERR_QUEUE_UNAVAILABLE') continue; // Redis restarting: keep the stream
-        stream.send('error', { ...ids, error: err instanceof FramewiseError ? err.toJSON() : { code: 'FW_ERR_INTERNAL', message: String(err) } });
+        stream.send('error', { ...ids, error: safeError(err instanceof FramewiseError ? err.toJSON() : { code: 'FW_ERR_INTERNAL', message: String(err) }) });
         break;
       }
     }

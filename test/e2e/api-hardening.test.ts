@@ -20,7 +20,7 @@ import { workerConnection, type QueueRuntime } from '../../src/jobs/queue/runtim
 import { buildServer } from '../../src/api/server.js';
 import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
 import { makeClips, testConfig, testEnv } from '../helpers/queue-fixtures.js';
-import { startRedis } from '../helpers/redis.js';
+import { freePort, startRedis } from '../helpers/redis.js';
 import { parseSse } from '../helpers/sse.js';
 
 let harness: ApiHarness;
@@ -179,6 +179,27 @@ describe('API hardening', () => {
     expect(failed.length).toBeGreaterThan(0);
     expect(failed[0]?.failedReason).toMatch(/^FW_ERR_WEBHOOK_FAILED: /);
     expect(hookCalls).toEqual([]);
+
+    // URL input: loopback refused by default; a closed port (where allowed) reads the same
+    const urlEnv = (extra: Record<string, string>) => testConfig({ ...testEnv({ redisUrl: harness.redis.url, prefix: 'unused', cacheDir: harness.config.cacheDir, dataDir: harness.config.queue.dataDir, modelDir: harness.config.modelDir }), FRAMEWISE_QUEUE_PREFIX: harness.config.queue.prefix, FRAMEWISE_ALLOW_URL_INPUT: 'true', ...extra });
+    const strict = await buildServer(urlEnv({}), { runtime: rt });
+    const open = await buildServer(urlEnv({ FRAMEWISE_NETWORK_ALLOW: '127.0.0.1/32' }), { runtime: rt });
+    try {
+      const refused = await strict.inject({ method: 'POST', url: '/v1/clips', payload: { url: `http://127.0.0.1:${hookPort}/clip.mp4` } });
+      const closedPort = await freePort();
+      const closed = await open.inject({ method: 'POST', url: '/v1/clips', payload: { url: `http://127.0.0.1:${closedPort}/clip.mp4` } });
+      expect(refused.statusCode, refused.body).toBe(502);
+      expect(closed.statusCode, closed.body).toBe(502);
+      const msg = (r: typeof refused, port: number): unknown => ({ ...r.json<{ error: { code: string; message: string } }>().error, message: r.json<{ error: { message: string } }>().error.message.replace(String(port), 'PORT') });
+      expect(msg(refused, hookPort)).toEqual(msg(closed, closedPort));
+      expect(msg(refused, hookPort)).toMatchObject({ code: 'FW_ERR_URL_FETCH_FAILED' });
+      const withCreds = await open.inject({ method: 'POST', url: '/v1/clips', payload: { url: `http://u:p@127.0.0.1:${hookPort}/clip.mp4` } });
+      expect(withCreds.statusCode).toBe(400);
+      expect(hookCalls).toEqual([]);
+    } finally {
+      await strict.close();
+      await open.close();
+    }
   });
 
   it('shows a deduplicated upload under the caller\'s own name only, and no server paths or ffmpeg output (item 8)', async () => {
