@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   FW_ERR_STORAGE_FULL: { permanent: false, http: 507, meaning: 'A data or cache folder is out of space or over its quota (ENOSPC, EDQUOT): free space and retry.' },
   FW_ERR_STORAGE_READONLY: { permanent: false, http: 507, meaning: 'A data or cache folder cannot be written (read-only file system or no permission: EROFS, EACCES, EPERM).' },
   FW_ERR_REQUEST_INVALID: { permanent: true, http: 400, meaning: 'The HTTP request is malformed: a missing or invalid field, parameter or body.' },
+  FW_ERR_ROUTE_NOT_FOUND: { permanent: true, http: 404, meaning: 'The API has no route for this method and path.' },
   FW_ERR_AUTH_REQUIRED: { permanent: true, http: 401, meaning: 'The API requires a key (FRAMEWISE_API_KEYS is set) and the request has no valid `Authorization: Bearer <key>` header.' },
   FW_ERR_PATH_FORBIDDEN: { permanent: true, http: 403, meaning: 'The path is outside FRAMEWISE_PATH_ROOTS once symlinks and `..` are resolved (or no roots are configured).' },
   FW_ERR_URL_FORBIDDEN: { permanent: true, http: 403, meaning: 'URL input is disabled (FRAMEWISE_ALLOW_URL_INPUT) or the URL is not http(s).' },

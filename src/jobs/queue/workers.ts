@@ -38,6 +38,7 @@ import { classifyStage, decodeStage, embedStage, type StageDeps } from './stages
 import { classifyWindowsStage, decodeWindowsStage, embedWindowsStage, isWindowed, type WindowsEmbedOptions } from './window-stages.js';
 import type { WindowsProgress } from '../windows.js';
 import { runTrainJob, type TrainingJobResult } from './trainings.js';
+import { createNetworkPolicy, guardedRequest, hasCredentials, redactUrl, type NetworkPolicy } from '../../net/net-guard.js';
 
 export const WORKER_KINDS = ['decode', 'embed', 'classify', 'webhook', 'train'] as const;
 export type WorkerKind = (typeof WORKER_KINDS)[number];
@@ -188,6 +189,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
   const log = opts.log ?? getLogger(config.logLevel);
   const rt = openQueueRuntime(config, 'worker');
   const q = config.queue;
+  const webhookPolicy = createNetworkPolicy(q.networkAllow);
   const deps: StageDeps = { tools: runtimeFromConfig(config).tools, store: rt.store, artifacts: rt.artifacts };
   const handles: WorkerHandle[] = [];
   const cleanups: Array<() => Promise<void>> = [];
@@ -373,7 +375,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
           QueueName.Webhook,
           async (job) => {
             try {
-              return await deliverWebhook(job.data, q.webhookTimeoutMs);
+              return await deliverWebhook(job.data, q.webhookTimeoutMs, webhookPolicy);
             } catch (err) {
               throw toStageError(err);
             }
@@ -459,22 +461,40 @@ export function closeOnSignals(group: WorkerGroup, signals: readonly NodeJS.Sign
   );
 }
 
-/** POST the webhook body; anything but a 2xx is FW_ERR_WEBHOOK_FAILED (retried with backoff). */
-export async function deliverWebhook(data: WebhookJobData, timeoutMs: number): Promise<{ status: number }> {
-  let res: Response;
+/**
+ * POST the webhook body; anything but a 2xx is FW_ERR_WEBHOOK_FAILED (retried with backoff).
+ * Internal addresses are refused after DNS resolution, on every redirect hop, unless `policy`
+ * (FRAMEWISE_NETWORK_ALLOW) opens them; a refused address, a refused connection and a timeout
+ * read the same, so that webhooks cannot be used to map internal ports.
+ */
+export async function deliverWebhook(data: WebhookJobData, timeoutMs: number, policy: NetworkPolicy = createNetworkPolicy()): Promise<{ status: number }> {
+  const unreachable = (cause?: unknown): FramewiseError => new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${redactUrl(data.url)} unreachable (no answer in time, connection refused, or an address FRAMEWISE_NETWORK_ALLOW does not allow)`, { cause });
+  let url: URL;
   try {
-    res = await fetch(data.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': 'framewise-webhook/1', 'x-framewise-event': data.event },
-      body: JSON.stringify(data.body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    url = new URL(data.url);
   } catch (err) {
-    throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${data.url} unreachable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw unreachable(err);
   }
-  await res.body?.cancel().catch(() => undefined);
-  if (!res.ok) throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${data.url} answered HTTP ${res.status}`);
-  return { status: res.status };
+  if (hasCredentials(url)) throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${redactUrl(data.url)}: URLs with credentials are not delivered`);
+  let status: number;
+  try {
+    const res = await guardedRequest(
+      url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'user-agent': 'framewise-webhook/1', 'x-framewise-event': data.event },
+        body: JSON.stringify(data.body),
+        signal: AbortSignal.timeout(timeoutMs),
+      },
+      policy,
+    );
+    status = res.status;
+    res.body.destroy();
+  } catch (err) {
+    throw unreachable(err);
+  }
+  if (status < 200 || status > 299) throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${redactUrl(data.url)} answered HTTP ${status}`);
+  return { status };
 }
 
 /**
