@@ -53,12 +53,31 @@ export interface TracedTensor {
   data?: Float32Array | Int32Array | Uint8Array;
 }
 
+/**
+ * Where the converted graph starts: a placeholder, or any node (what is above it, for example a
+ * preprocessing loop, is not converted). `shape` is the node's fixed shape.
+ */
+export interface GraphInputSpec {
+  node: string;
+  /** Name of the ONNX input. */
+  name: string;
+  /** dtype of the ONNX input (cast inside to what the node holds). */
+  dtype: 'uint8' | 'float32';
+  shape: number[];
+  /**
+   * Optional preprocessing done inside the ONNX graph: the input is uint8 `fromShape` [N, H, W, C],
+   * becomes float `x * scale + offset`, and is resized bilinearly (TF's legacy asymmetric
+   * sampling, `half_pixel_centers=false`) to `shape` when the sizes differ.
+   */
+  prelude?: { fromShape: number[]; scale: number; offset: number };
+}
+
 export interface GraphConvertSpec {
   nodes: TfNode[];
   /** Every tensor reference the converted part reads (`name` or `name:k`), from {@link traceGraphModel}. */
   trace: Map<string, TracedTensor>;
   /** The graph input node (a Placeholder) and the ONNX input's dtype: values are cast to the placeholder's dtype inside. */
-  input: { node: string; name: string; dtype: 'uint8' | 'float32'; shape: number[] };
+  input: GraphInputSpec;
   /** Tensor references to expose, with their ONNX output names. */
   outputs: Array<{ ref: string; name: string }>;
   /** Provenance, stored in the model's doc string. */
@@ -81,7 +100,7 @@ export const SUPPORTED_TF_OPS = [
   'Add', 'AddV2', 'Sub', 'Mul', 'RealDiv', 'Div', 'FloorDiv', 'Minimum', 'Maximum', 'SquaredDifference', 'AddN',
   'Less', 'LessEqual', 'Greater', 'GreaterEqual', 'Equal', 'NotEqual', 'LogicalAnd', 'LogicalOr', 'LogicalNot',
   'Abs', 'Neg', 'Exp', 'Log', 'Sqrt', 'Rsqrt', 'Square', 'Reciprocal', 'Sigmoid', 'Tanh', 'Relu', 'Relu6', 'Floor',
-  'Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative', 'MatMul', '_FusedMatMul',
+  'Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative', 'Conv2DBackpropInput', 'MatMul', '_FusedMatMul',
   'MaxPool', 'AvgPool', 'ResizeBilinear', 'Mean', 'Sum', 'Max', 'Min', 'ArgMax', 'TopKV2',
   'Reshape', 'Squeeze', 'ExpandDims', 'Pack', 'Unpack', 'ConcatV2', 'Split', 'SplitV', 'StridedSlice', 'Slice',
   'Tile', 'Transpose', 'Pad', 'PadV2', 'GatherV2', 'GatherNd', 'Select', 'SelectV2', 'Fill',
@@ -113,8 +132,8 @@ export function tensorRef(input: string): string {
 const nodeOf = (ref: string): string => ref.replace(/:\d+$/, '');
 const dataInputs = (n: TfNode): string[] => (n.input ?? []).filter((i) => !i.startsWith('^')).map(tensorRef);
 
-/** Nodes the outputs depend on (data inputs only), inputs before consumers. */
-export function graphAncestors(nodes: TfNode[], outputs: string[]): TfNode[] {
+/** Nodes the outputs depend on (data inputs only, nothing above `inputNode`), inputs before consumers. */
+export function graphAncestors(nodes: TfNode[], outputs: string[], inputNode?: string): TfNode[] {
   const byName = new Map(nodes.map((n) => [n.name, n]));
   const order: TfNode[] = [];
   const done = new Set<string>();
@@ -139,6 +158,7 @@ export function graphAncestors(nodes: TfNode[], outputs: string[]): TfNode[] {
     if (done.has(top.node.name) || visiting.has(top.node.name)) continue;
     visiting.add(top.node.name);
     stack.push({ node: top.node, expanded: true });
+    if (top.node.name === inputNode) continue;
     for (const i of dataInputs(top.node)) {
       const dep = byName.get(nodeOf(i));
       if (!dep) throw new FramewiseError('FW_ERR_MODEL_INVALID', `node '${top.node.name}' reads '${i}', which is not in the graph`);
@@ -149,9 +169,10 @@ export function graphAncestors(nodes: TfNode[], outputs: string[]): TfNode[] {
 }
 
 /** Names of the static nodes among `order` (constants, shapes of the input, and arithmetic over those). */
-export function staticNodes(order: TfNode[]): Set<string> {
+export function staticNodes(order: TfNode[], inputNode?: string): Set<string> {
   const out = new Set<string>();
   for (const n of order) {
+    if (n.name === inputNode) continue;
     if (n.op === 'Const' || SHAPE_OPS.has(n.op)) out.add(n.name);
     else if (n.op !== 'Placeholder') {
       const ins = dataInputs(n);
@@ -162,35 +183,41 @@ export function staticNodes(order: TfNode[]): Set<string> {
 }
 
 /** Every tensor reference the converter will read: outputs, inputs of converted nodes. */
-export function referencedTensors(order: TfNode[], outputs: string[]): string[] {
-  const stat = staticNodes(order);
+export function referencedTensors(order: TfNode[], outputs: string[], inputNode?: string): string[] {
+  const stat = staticNodes(order, inputNode);
   const refs = new Set<string>(outputs.map(tensorRef));
   for (const n of order) {
-    if (stat.has(n.name)) continue;
+    if (stat.has(n.name) || n.name === inputNode) continue;
     for (const i of dataInputs(n)) refs.add(i);
   }
   for (const n of order) if (!stat.has(n.name) && n.op !== 'Placeholder') refs.add(n.name);
-  return [...refs];
+  refs.delete(inputNode ?? '');
+  return [...refs].filter((r) => order.find((x) => x.name === nodeOf(r))?.op !== 'Placeholder');
 }
 
 /**
- * Run the graph once in TF.js on `input` and record shape, dtype (and, for static tensors, the
- * values) of every tensor the converter reads. `model.execute` must be able to reach them
- * (no control flow upstream of `outputs`).
+ * Run the graph once in TF.js, feeding `input.tensor` at `input.node` (the placeholder, or any
+ * node: what is above it is not converted), and record shape, dtype (and, for static tensors,
+ * the values) of every tensor the converter reads. No control flow may lie between the input
+ * and `outputs`.
  */
-export async function traceGraphModel(tf: typeof tfTypes, model: tfTypes.GraphModel, nodes: TfNode[], input: tfTypes.Tensor, outputs: string[]): Promise<Map<string, TracedTensor>> {
-  const order = graphAncestors(nodes, outputs);
-  const stat = staticNodes(order);
-  const refs = referencedTensors(order, outputs).filter((r) => {
-    const n = order.find((x) => x.name === nodeOf(r));
-    return n?.op !== 'Placeholder';
-  });
+export async function traceGraphModel(
+  tf: typeof tfTypes,
+  model: tfTypes.GraphModel,
+  nodes: TfNode[],
+  input: { node: string; tensor: tfTypes.Tensor },
+  outputs: string[],
+): Promise<Map<string, TracedTensor>> {
+  const order = graphAncestors(nodes, outputs, input.node);
+  const stat = staticNodes(order, input.node);
+  const refs = referencedTensors(order, outputs, input.node);
+  const feed = { [input.node]: input.tensor };
   let result: tfTypes.Tensor | tfTypes.Tensor[];
   try {
-    result = model.execute(input, refs);
+    result = model.execute(feed, refs);
   } catch {
-    // graphs with control flow elsewhere (handtrack's NMS loop) need executeAsync even for tensors before it
-    result = await model.executeAsync(input, refs);
+    // graphs with control flow elsewhere (a preprocessing or NMS loop) need executeAsync even for tensors before it
+    result = await model.executeAsync(feed, refs);
   }
   const tensors = Array.isArray(result) ? result : [result];
   const trace = new Map<string, TracedTensor>();
@@ -369,8 +396,8 @@ export function stridedSliceSpec(
 /** Convert the part of a TF graph model that `spec.outputs` depend on (see the module comment). */
 export function convertGraphToOnnx(spec: GraphConvertSpec): GraphConversion {
   const outRefs = spec.outputs.map((o) => tensorRef(o.ref));
-  const order = graphAncestors(spec.nodes, outRefs);
-  const stat = staticNodes(order);
+  const order = graphAncestors(spec.nodes, outRefs, spec.input.node);
+  const stat = staticNodes(order, spec.input.node);
   const b = new Builder();
   const values = new Map<string, OValue>();
   const tfOpCounts: Record<string, number> = {};
@@ -403,19 +430,17 @@ export function convertGraphToOnnx(spec: GraphConvertSpec): GraphConversion {
 
   for (const n of order) {
     if (stat.has(n.name)) continue;
+    if (n.name === spec.input.node) {
+      inputShape = [...spec.input.shape];
+      values.set(n.name, graphInput(b, n, spec.input));
+      continue;
+    }
     tfOpCounts[n.op] = (tfOpCounts[n.op] ?? 0) + 1;
     const ins = dataInputs(n);
     const x = (i: number): OValue => val(ins[i] ?? '');
     switch (n.op) {
-      case 'Placeholder': {
-        if (n.name !== spec.input.node) throw unsupportedUse(n.name, `a second graph input (the input is '${spec.input.node}')`);
-        inputShape = [...spec.input.shape];
-        if (inputShape.some((d) => !(d > 0))) throw unsupportedUse(n.name, `the input shape must be fixed, got [${inputShape.join(', ')}]`);
-        const want = TF_DTYPE[attrType(n, 'dtype') ?? 'DT_FLOAT'] ?? 'float32';
-        const name = want === spec.input.dtype ? spec.input.name : b.cast(spec.input.name, want, n.name);
-        values.set(n.name, { name, shape: inputShape, dtype: want });
-        break;
-      }
+      case 'Placeholder':
+        throw unsupportedUse(n.name, `a second graph input (the input is '${spec.input.node}')`);
       case 'Identity':
       case 'StopGradient':
         values.set(n.name, x(0));
@@ -460,6 +485,36 @@ export function convertGraphToOnnx(spec: GraphConvertSpec): GraphConversion {
       case 'FusedDepthwiseConv2dNative':
         set(n, conv(b, n, x(0), ins.slice(1).map((r) => traced(r)), ins.slice(1)));
         break;
+      case 'Conv2DBackpropInput': {
+        // inputs: output sizes (static), filter [kh, kw, cout, cin], x
+        const v = x(2);
+        const filter = traced(ins[1] ?? '');
+        if (!filter.data || filter.shape.length !== 4) throw unsupportedUse(n.name, 'the filter is not a constant 4-d tensor');
+        if ((attrS(n, 'data_format') ?? 'NHWC') !== 'NHWC') throw unsupportedUse(n.name, 'data_format other than NHWC');
+        const [kh, kw, cout, cin] = filter.shape as [number, number, number, number];
+        const w = new Float32Array(filter.data.length);
+        for (let y = 0; y < kh; y++)
+          for (let xx = 0; xx < kw; xx++)
+            for (let o = 0; o < cout; o++) for (let i = 0; i < cin; i++) w[((i * cout + o) * kh + y) * kw + xx] = Number(filter.data[((y * kw + xx) * cout + o) * cin + i] ?? 0);
+        const strides = attrInts(n, 'strides') ?? [1, 1, 1, 1];
+        const out = outShape(n);
+        const padsFor = (inSize: number, k: number, st: number, outSize: number): [number, number, number] => {
+          if (attrS(n, 'padding') === 'VALID') return [0, 0, outSize - ((inSize - 1) * st + k)];
+          const total = Math.max((inSize - 1) * st + k - outSize, 0);
+          const before = Math.floor(total / 2);
+          return [before, total - before, outSize - ((inSize - 1) * st + k - total)];
+        };
+        const [t, bo, oph] = padsFor(v.shape[1] ?? 1, kh, strides[1] ?? 1, out[1] ?? 1);
+        const [l, r, opw] = padsFor(v.shape[2] ?? 1, kw, strides[2] ?? 1, out[2] ?? 1);
+        const y = b.one('ConvTranspose', n.name, [b.toNchw(v.name, n.name), b.init(`${n.name}/weight`, [cin, cout, kh, kw], w)], [
+          attr.ints('kernel_shape', [kh, kw]),
+          attr.ints('strides', [strides[1] ?? 1, strides[2] ?? 1]),
+          attr.ints('pads', [t, l, bo, r]),
+          attr.ints('output_padding', [oph, opw]),
+        ]);
+        set(n, b.toNhwc(y, n.name));
+        break;
+      }
       case 'MatMul':
       case '_FusedMatMul': {
         const a = x(0);
@@ -665,7 +720,7 @@ export function convertGraphToOnnx(spec: GraphConvertSpec): GraphConversion {
       name: 'framewise_graph',
       node: b.nodes,
       initializer: b.initializers,
-      input: [valueInfo(spec.input.name, spec.input.dtype === 'uint8' ? DataType.UINT8 : DataType.FLOAT, inputShape)],
+      input: [valueInfo(spec.input.name, spec.input.dtype === 'uint8' ? DataType.UINT8 : DataType.FLOAT, spec.input.prelude?.fromShape ?? inputShape)],
       output: outputs.map((o) => valueInfo(o.name, ONNX_TYPE[o.dtype], o.shape)),
     },
     metadataProps: [{ key: 'framewise.graph_converter_version', value: String(GRAPH_CONVERTER_VERSION) }],
@@ -673,6 +728,23 @@ export function convertGraphToOnnx(spec: GraphConvertSpec): GraphConversion {
   const opCounts: Record<string, number> = {};
   for (const nd of b.nodes) opCounts[nd.opType] = (opCounts[nd.opType] ?? 0) + 1;
   return { model, inputShape, opCounts, tfOpCounts, outputs };
+}
+
+function graphInput(b: Builder, n: TfNode, input: GraphInputSpec): OValue {
+  if (input.shape.some((d) => !(d > 0))) throw unsupportedUse(n.name, `the input shape must be fixed, got [${input.shape.join(', ')}]`);
+  const nodeDtype: TracedDtype = n.op === 'Placeholder' ? TF_DTYPE[attrType(n, 'dtype') ?? 'DT_FLOAT'] ?? 'float32' : 'float32';
+  if (!input.prelude) {
+    const name = input.dtype === nodeDtype ? input.name : b.cast(input.name, nodeDtype, n.name);
+    return { name, shape: input.shape, dtype: nodeDtype };
+  }
+  const { fromShape, scale, offset } = input.prelude;
+  let x = b.one('Add', `${n.name}/prelude/offset`, [b.one('Mul', `${n.name}/prelude/scale`, [b.cast(input.name, 'float32', `${n.name}/prelude`), b.float(scale)]), b.float(offset)]);
+  if (fromShape[1] !== input.shape[1] || fromShape[2] !== input.shape[2]) {
+    const sizes = b.int64s(`${n.name}/prelude/sizes`, [input.shape[0] ?? 1, input.shape[3] ?? 1, input.shape[1] ?? 1, input.shape[2] ?? 1]);
+    x = b.toNhwc(b.one('Resize', `${n.name}/prelude/resize`, [b.toNchw(x, `${n.name}/prelude`), '', '', sizes], [attr.string('mode', 'linear'), attr.string('coordinate_transformation_mode', 'asymmetric')]), `${n.name}/prelude`);
+  }
+  if (nodeDtype !== 'float32') x = b.cast(x, nodeDtype, n.name);
+  return { name: x, shape: input.shape, dtype: nodeDtype };
 }
 
 /** Conv2D / depthwise (plain or fused with BiasAdd, FusedBatchNorm, Relu, Relu6), NHWC in and out. */

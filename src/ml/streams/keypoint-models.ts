@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../config/index.js';
 import { FramewiseError, toStorageError } from '../../errors/index.js';
 import type { TfNode } from '../onnx/convert.js';
-import { convertGraphToOnnx, GRAPH_CONVERTER_VERSION, traceGraphModel } from '../onnx/convert-graph.js';
+import { convertGraphToOnnx, GRAPH_CONVERTER_VERSION, traceGraphModel, type GraphInputSpec } from '../onnx/convert-graph.js';
 import { sha256, writeAtomic } from '../onnx/onnx-cache.js';
 import { folderLoader } from '../tf-io.js';
 import { initTfjs, tf } from '../tfjs-runtime.js';
 
-export type KeypointModelId = 'movenet-multipose' | 'handtrack' | 'handlandmark-lite';
+export type KeypointModelId = 'movenet-multipose' | 'handdetect' | 'handlandmark-lite';
 
 export interface KeypointModelSpec {
   id: KeypointModelId;
@@ -25,8 +25,8 @@ export interface KeypointModelSpec {
   files: Record<string, string>;
   /** The weight shard whose sha256 prefix versions the model. */
   weights: string;
-  /** The graph's input placeholder and the dtype the converted model takes. */
-  input: { node: string; dtype: 'uint8' | 'float32' };
+  /** Where the converted graph starts for frames of side `size`, and the dtype it takes. */
+  input(size: number): Omit<GraphInputSpec, 'name'>;
   /** Tensors the converted part ends at (before any control flow), with their ONNX names. */
   outputs: Array<{ ref: string; name: string }>;
 }
@@ -39,23 +39,22 @@ export const KEYPOINT_MODELS: Record<KeypointModelId, KeypointModelSpec> = {
       'movenet-multipose.bin': '19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118',
     },
     weights: 'movenet-multipose.bin',
-    input: { node: 'input', dtype: 'uint8' },
+    // int32 pixels 0…255 in the graph; the ONNX model takes the uint8 frame and casts
+    input: (size) => ({ node: 'input', dtype: 'uint8', shape: [1, size, size, 3] }),
     // [1, 6, 56]: 6 candidates × (17 × (y, x, score), ymin, xmin, ymax, xmax, score), decoded in the graph
     outputs: [{ ref: 'Identity', name: 'poses' }],
   },
-  handtrack: {
-    id: 'handtrack',
+  handdetect: {
+    id: 'handdetect',
     files: {
-      'model.json': 'a27d86daea1799c65dd0ad99ea1855a6b6dc721bf7ba4d4eb1a138c9e51d5755',
-      'handtrack.bin': '70164f725aefbbf8094a8ef4150dc10e906b6f0976b484ef8ec882d3eae4b812',
+      'model.json': '1d57c77a8695a0748883aea76f49620ab68cb8a79d7b93700108b09b3c53e2dd',
+      'handdetect.bin': 'e513404cfc52fcc2bb8e8c1a17d88b7bc1e7d531125a14f126b60500e8352438',
     },
-    weights: 'handtrack.bin',
-    input: { node: 'input_tensor', dtype: 'uint8' },
-    // before the graph's NMS loop: per-anchor class scores [1, A, 7] and decoded boxes [1, A, 1, 4] (ymin, xmin, ymax, xmax)
-    outputs: [
-      { ref: 'StatefulPartitionedCall/Postprocessor/Slice', name: 'scores' },
-      { ref: 'StatefulPartitionedCall/Postprocessor/ExpandDims_1', name: 'boxes' },
-    ],
+    weights: 'handdetect.bin',
+    // MediaPipe palm detection: float x/127.5 − 1 at 256²; the ONNX model takes the uint8 frame and scales it
+    input: (size) => ({ node: 'input', dtype: 'uint8', shape: [1, size, size, 3], prelude: { fromShape: [1, size, size, 3], scale: 1 / 127.5, offset: -1 } }),
+    // [1, 2944, 19] per anchor: score logit, box (dx, dy, w, h), 7 palm keypoints (x, y), in input pixels
+    outputs: [{ ref: 'Identity', name: 'palms' }],
   },
   'handlandmark-lite': {
     id: 'handlandmark-lite',
@@ -64,7 +63,8 @@ export const KEYPOINT_MODELS: Record<KeypointModelId, KeypointModelSpec> = {
       'handlandmark-lite.bin': '3dbf92db39720eac7f88aff322a24d3f4ed3ba1f54aa7a8a37b704f14cb76c0e',
     },
     weights: 'handlandmark-lite.bin',
-    input: { node: 'input_1', dtype: 'float32' },
+    // float 0…1 in the graph; the ONNX model takes a uint8 224² crop and scales it
+    input: () => ({ node: 'input_1', dtype: 'uint8', shape: [1, 224, 224, 3], prelude: { fromShape: [1, 224, 224, 3], scale: 1 / 255, offset: 0 } }),
     // 21 × (x, y, z) in crop pixels (224²), hand-presence logit, handedness (1 = right hand)
     outputs: [
       { ref: 'Identity', name: 'landmarks' },
@@ -137,9 +137,9 @@ interface Sidecar {
   createdAt: string;
 }
 
-export function keypointOnnxPath(id: KeypointModelId, inputShape: number[], cacheDir: string): string {
+export function keypointOnnxPath(id: KeypointModelId, size: number, cacheDir: string): string {
   const sha = keypointModelVersion(id).split('@')[1] ?? '';
-  return join(cacheDir, 'onnx', 'keypoints', `${id}-${sha}-${inputShape.join('x')}-g${GRAPH_CONVERTER_VERSION}.onnx`);
+  return join(cacheDir, 'onnx', 'keypoints', `${id}-${sha}-${size}-g${GRAPH_CONVERTER_VERSION}.onnx`);
 }
 
 async function cached(path: string): Promise<ConvertedKeypointModel | undefined> {
@@ -156,30 +156,34 @@ async function cached(path: string): Promise<ConvertedKeypointModel | undefined>
 const inFlight = new Map<string, Promise<ConvertedKeypointModel>>();
 
 /**
- * The ONNX model of a vendored keypoint model for a fixed input shape, converted on first use
- * (TF.js traces it once; needs a TF.js backend) and verified by sha256 on every later open.
+ * The ONNX model of a vendored keypoint model for square frames of side `size` (input
+ * [1, size, size, 3] uint8), converted on first use (TF.js traces it once; needs a TF.js
+ * backend) and verified by sha256 on every later open.
  */
-export function ensureKeypointOnnx(id: KeypointModelId, inputShape: number[], cacheDir: string): Promise<ConvertedKeypointModel> {
-  const path = keypointOnnxPath(id, inputShape, cacheDir);
+export function ensureKeypointOnnx(id: KeypointModelId, size: number, cacheDir: string): Promise<ConvertedKeypointModel> {
+  const path = keypointOnnxPath(id, size, cacheDir);
   let pending = inFlight.get(path);
   if (!pending) {
     pending = (async () => {
       const hit = await cached(path);
       if (hit) return hit;
       const spec = KEYPOINT_MODELS[id];
+      const input = spec.input(size);
+      const inputShape = input.prelude?.fromShape ?? input.shape;
       const { model, nodes } = await loadKeypointGraph(id);
       try {
-        const input = tf.zeros(inputShape, spec.input.dtype === 'uint8' ? 'int32' : 'float32');
+        // the graph's own input dtype: int32 for pixel placeholders, float after preprocessing
+        const feed = tf.zeros(input.shape, input.prelude ? 'float32' : input.dtype === 'uint8' ? 'int32' : 'float32');
         let trace;
         try {
-          trace = await traceGraphModel(tf, model, nodes, input, spec.outputs.map((o) => o.ref));
+          trace = await traceGraphModel(tf, model, nodes, { node: input.node, tensor: feed }, spec.outputs.map((o) => o.ref));
         } finally {
-          input.dispose();
+          feed.dispose();
         }
         const conv = convertGraphToOnnx({
           nodes,
           trace,
-          input: { node: spec.input.node, name: 'input', dtype: spec.input.dtype, shape: inputShape },
+          input: { ...input, name: 'input' },
           outputs: spec.outputs,
           source: keypointModelVersion(id),
         });
