@@ -109,7 +109,7 @@ describe('pose stream (onnx)', () => {
 
 describe('pose: ONNX against TF.js', () => {
   it('the converted MultiPose matches TF.js on real frames within 1e-3 (keypoints, boxes, scores)', async () => {
-    const model = await ensureKeypointOnnx('movenet-multipose', [1, S, S, 3], cacheDir);
+    const model = await ensureKeypointOnnx('movenet-multipose', S, cacheDir);
     const session = await ort.InferenceSession.create(model.path, { intraOpNumThreads: 2 });
     const { model: graph } = await loadKeypointGraph('movenet-multipose');
     let worst = 0;

@@ -113,7 +113,7 @@ type PoseRunner = { run(frame: Uint8Array): Promise<Float32Array>; dispose(): Pr
 async function onnxRunner(opts: PoseStreamOptions): Promise<PoseRunner> {
   const ort = await loadOrt();
   const shape = [1, POSE_INPUT_SIZE, POSE_INPUT_SIZE, 3];
-  const model = await ensureKeypointOnnx('movenet-multipose', shape, opts.cacheDir);
+  const model = await ensureKeypointOnnx('movenet-multipose', POSE_INPUT_SIZE, opts.cacheDir);
   const session = await openStreamSession(ort, model.path, streamThreads(opts.threads));
   return {
     async run(frame) {
