@@ -454,12 +454,11 @@ export function convertGraphToOnnx(spec: GraphConvertSpec): GraphConversion {
         set(n, b.one('Not', n.name, [b.one('Equal', `${n.name}/eq`, [x(0).name, x(1).name])]));
         break;
       case 'FloorDiv': {
-        const a = x(0);
-        if (a.dtype === 'float32') set(n, b.one('Floor', n.name, [b.one('Div', `${n.name}/div`, [a.name, x(1).name])]));
-        else {
-          const q = b.one('Floor', `${n.name}/floor`, [b.one('Div', `${n.name}/div`, [b.cast(a.name, 'float32', `${n.name}/a`), b.cast(x(1).name, 'float32', `${n.name}/b`)])]);
-          set(n, b.cast(q, a.dtype, n.name));
-        }
+        // computed in float (exact for the small integers of index arithmetic), then cast to
+        // what TF.js gives: its FloorDiv returns int32 even for float operands
+        const f = (v: OValue, tag: string): string => (v.dtype === 'float32' ? v.name : b.cast(v.name, 'float32', `${n.name}/${tag}`));
+        const q = b.one('Floor', `${n.name}/floor`, [b.one('Div', `${n.name}/div`, [f(x(0), 'a'), f(x(1), 'b')])]);
+        set(n, outDtype(n) === 'float32' ? q : b.cast(q, outDtype(n), n.name));
         break;
       }
       case 'SquaredDifference': {
