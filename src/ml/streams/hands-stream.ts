@@ -165,21 +165,37 @@ export function cropToSquare(c: HandCrop, u: number, v: number): [number, number
 /** Bilinear, rotated crop of an rgb24 square frame (side `size`) into out (`LANDMARK_CROP`² rgb24); outside the frame is black. */
 export function cropResize(frame: Uint8Array, size: number, crop: HandCrop, out: Uint8Array): void {
   const n = LANDMARK_CROP;
-  const px = (x: number, y: number, c: number): number => (x < 0 || y < 0 || x >= size || y >= size ? 0 : frame[(y * size + x) * 3 + c] ?? 0);
+  // source position (frame pixels, centres at +0.5) of crop pixel (i, j): origin + i·du + j·dv
+  const cos = Math.cos(crop.rotation);
+  const sin = Math.sin(crop.rotation);
+  const step = (crop.side * size) / n;
+  const [ox, oy] = cropToSquare(crop, 0.5 / n, 0.5 / n);
+  const x00 = ox * size - 0.5;
+  const y00 = oy * size - 0.5;
+  const dux = step * cos;
+  const duy = step * sin;
+  const dvx = -step * sin;
+  const dvy = step * cos;
+  const at = (x: number, y: number, c: number): number => (x < 0 || y < 0 || x >= size || y >= size ? 0 : frame[(y * size + x) * 3 + c]!);
+  let o = 0;
   for (let j = 0; j < n; j++) {
-    for (let i = 0; i < n; i++) {
-      const [sxn, syn] = cropToSquare(crop, (i + 0.5) / n, (j + 0.5) / n);
-      const sx = sxn * size - 0.5;
-      const sy = syn * size - 0.5;
+    let sx = x00 + j * dvx;
+    let sy = y00 + j * dvy;
+    for (let i = 0; i < n; i++, sx += dux, sy += duy, o += 3) {
       const x0 = Math.floor(sx);
       const y0 = Math.floor(sy);
       const fx = sx - x0;
       const fy = sy - y0;
-      const o = (j * n + i) * 3;
-      for (let c = 0; c < 3; c++) {
-        const top = px(x0, y0, c) * (1 - fx) + px(x0 + 1, y0, c) * fx;
-        const bottom = px(x0, y0 + 1, c) * (1 - fx) + px(x0 + 1, y0 + 1, c) * fx;
-        out[o + c] = Math.round(top * (1 - fy) + bottom * fy);
+      const w00 = (1 - fx) * (1 - fy);
+      const w10 = fx * (1 - fy);
+      const w01 = (1 - fx) * fy;
+      const w11 = fx * fy;
+      if (x0 >= 0 && y0 >= 0 && x0 + 1 < size && y0 + 1 < size) {
+        const p = (y0 * size + x0) * 3;
+        const q = p + size * 3;
+        for (let c = 0; c < 3; c++) out[o + c] = Math.round(frame[p + c]! * w00 + frame[p + 3 + c]! * w10 + frame[q + c]! * w01 + frame[q + 3 + c]! * w11);
+      } else {
+        for (let c = 0; c < 3; c++) out[o + c] = Math.round(at(x0, y0, c) * w00 + at(x0 + 1, y0, c) * w10 + at(x0, y0 + 1, c) * w01 + at(x0 + 1, y0 + 1, c) * w11);
       }
     }
   }
