@@ -1,7 +1,7 @@
 /** The pure parts of the keypoint streams: MultiPose decoding and the hands geometry (anchors, NMS, crops). */
 import { describe, expect, it } from 'vitest';
 import { cropResize, cropToSquare, HAND_SLOT, handCrop, LANDMARK_CROP, palmAnchors, selectPalms, writeHand, type HandCrop } from '../../src/ml/streams/hands-stream.js';
-import { decodePoses, POSE_SLOT, poseDim } from '../../src/ml/streams/pose-stream.js';
+import { decodePoses, POSE_SLOT, poseDim, poseWindow } from '../../src/ml/streams/pose-stream.js';
 
 /** A raw MultiPose output (6 × 56) with the given people: box (square coords) and score; keypoints at the box centre. */
 function multipose(people: Array<{ box: [number, number, number, number]; score: number }>): Float32Array {
@@ -137,5 +137,15 @@ describe('hands geometry', () => {
     expect([out[88], out[89], out[90], out[91]].map((v) => +v!.toFixed(6))).toEqual([0.9, 0.8, 0.3, 1]);
     expect(out[84]).toBeCloseTo(0.5, 6);
     expect(out[87]).toBeCloseTo((0.25 + (132 / 224) * 0.5 - 0.125) / 0.75, 5);
+  });
+});
+
+describe('poseWindow', () => {
+  it('cuts the letterbox bars down to the picture rounded up to multiples of 32, centred on it', () => {
+    expect(poseWindow({ x0: 0, y0: 0.21875, w: 1, h: 0.5625 }, 256)).toEqual({ x: 0, y: 48, w: 256, h: 160 }); // 16:9: 144 rows → 160
+    expect(poseWindow({ x0: 0, y0: 0.125, w: 1, h: 0.75 }, 256)).toEqual({ x: 0, y: 32, w: 256, h: 192 }); // 4:3: exactly 192
+    expect(poseWindow({ x0: 0.21875, y0: 0, w: 0.5625, h: 1 }, 256)).toEqual({ x: 48, y: 0, w: 160, h: 256 }); // portrait
+    expect(poseWindow({ x0: 0, y0: 0, w: 1, h: 1 }, 256)).toEqual({ x: 0, y: 0, w: 256, h: 256 });
+    expect(poseWindow({ x0: 0, y0: 0.49, w: 1, h: 0.02 }, 256)).toEqual({ x: 0, y: 112, w: 256, h: 32 }); // a sliver of 5 rows: 32, centred
   });
 });

@@ -25,8 +25,8 @@ export interface KeypointModelSpec {
   files: Record<string, string>;
   /** The weight shard whose sha256 prefix versions the model. */
   weights: string;
-  /** Where the converted graph starts for frames of side `size`, and the dtype it takes. */
-  input(size: number): Omit<GraphInputSpec, 'name'>;
+  /** Where the converted graph starts for frames of `height` × `width`, and the dtype it takes. */
+  input(height: number, width: number): Omit<GraphInputSpec, 'name'>;
   /** Tensors the converted part ends at (before any control flow), with their ONNX names. */
   outputs: Array<{ ref: string; name: string }>;
 }
@@ -40,7 +40,8 @@ export const KEYPOINT_MODELS: Record<KeypointModelId, KeypointModelSpec> = {
     },
     weights: 'movenet-multipose.bin',
     // int32 pixels 0…255 in the graph; the ONNX model takes the uint8 frame and casts
-    input: (size) => ({ node: 'input', dtype: 'uint8', shape: [1, size, size, 3] }),
+    // (any height and width that are multiples of 32, the longer side 256)
+    input: (h, w) => ({ node: 'input', dtype: 'uint8', shape: [1, h, w, 3] }),
     // [1, 6, 56]: 6 candidates × (17 × (y, x, score), ymin, xmin, ymax, xmax, score), decoded in the graph
     outputs: [{ ref: 'Identity', name: 'poses' }],
   },
@@ -52,7 +53,7 @@ export const KEYPOINT_MODELS: Record<KeypointModelId, KeypointModelSpec> = {
     },
     weights: 'handdetect.bin',
     // MediaPipe palm detection: float x/127.5 − 1 at 256²; the ONNX model takes the uint8 frame and scales it
-    input: (size) => ({ node: 'input', dtype: 'uint8', shape: [1, size, size, 3], prelude: { fromShape: [1, size, size, 3], scale: 1 / 127.5, offset: -1 } }),
+    input: (h, w) => ({ node: 'input', dtype: 'uint8', shape: [1, h, w, 3], prelude: { fromShape: [1, h, w, 3], scale: 1 / 127.5, offset: -1 } }),
     // [1, 2944, 19] per anchor: score logit, box (dx, dy, w, h), 7 palm keypoints (x, y), in input pixels
     outputs: [{ ref: 'Identity', name: 'palms' }],
   },
@@ -137,9 +138,14 @@ interface Sidecar {
   createdAt: string;
 }
 
-export function keypointOnnxPath(id: KeypointModelId, size: number, cacheDir: string): string {
+/** Input side(s): a square side, or height × width. */
+export type KeypointInputSize = number | { height: number; width: number };
+const hw = (size: KeypointInputSize): [number, number] => (typeof size === 'number' ? [size, size] : [size.height, size.width]);
+
+export function keypointOnnxPath(id: KeypointModelId, size: KeypointInputSize, cacheDir: string): string {
   const sha = keypointModelVersion(id).split('@')[1] ?? '';
-  return join(cacheDir, 'onnx', 'keypoints', `${id}-${sha}-${size}-g${GRAPH_CONVERTER_VERSION}.onnx`);
+  const [h, w] = hw(size);
+  return join(cacheDir, 'onnx', 'keypoints', `${id}-${sha}-${h === w ? h : `${h}x${w}`}-g${GRAPH_CONVERTER_VERSION}.onnx`);
 }
 
 async function cached(path: string): Promise<ConvertedKeypointModel | undefined> {
@@ -156,11 +162,11 @@ async function cached(path: string): Promise<ConvertedKeypointModel | undefined>
 const inFlight = new Map<string, Promise<ConvertedKeypointModel>>();
 
 /**
- * The ONNX model of a vendored keypoint model for square frames of side `size` (input
- * [1, size, size, 3] uint8), converted on first use (TF.js traces it once; needs a TF.js
+ * The ONNX model of a vendored keypoint model for frames of side `size` (or height × width;
+ * input [1, h, w, 3] uint8), converted on first use (TF.js traces it once; needs a TF.js
  * backend) and verified by sha256 on every later open.
  */
-export function ensureKeypointOnnx(id: KeypointModelId, size: number, cacheDir: string): Promise<ConvertedKeypointModel> {
+export function ensureKeypointOnnx(id: KeypointModelId, size: KeypointInputSize, cacheDir: string): Promise<ConvertedKeypointModel> {
   const path = keypointOnnxPath(id, size, cacheDir);
   let pending = inFlight.get(path);
   if (!pending) {
@@ -168,7 +174,7 @@ export function ensureKeypointOnnx(id: KeypointModelId, size: number, cacheDir: 
       const hit = await cached(path);
       if (hit) return hit;
       const spec = KEYPOINT_MODELS[id];
-      const input = spec.input(size);
+      const input = spec.input(...hw(size));
       const inputShape = input.prelude?.fromShape ?? input.shape;
       const { model, nodes } = await loadKeypointGraph(id);
       try {

@@ -1,8 +1,10 @@
 /**
  * The `pose` stream: MoveNet MultiPose Lightning (Google, Apache-2.0; vendored in
- * pretrained/keypoints/movenet-multipose) on 256² letterboxed frames. The model decodes up to 6
- * people inside its graph ([1, 6, 56]); the whole graph is converted to ONNX (engine `onnx`,
- * the default) or run by TF.js (engine `tfjs`, the reference).
+ * pretrained/keypoints/movenet-multipose) on 256² letterboxed frames. The model runs on the
+ * picture's part of the square, rounded to multiples of 32 (`poseWindow`: the bars cost no
+ * work) and decodes up to 6 people inside its graph ([1, 6, 56]); the whole graph is converted
+ * to ONNX per window shape (engine `onnx`, the default) or run by TF.js (engine `tfjs`, the
+ * reference).
  *
  * Vector layout per frame, P = maxPeople (default 4), dim = 57·P + 3:
  *   person slot p (0 … P-1), at offset 57·p — people ordered by box area (largest first), ties
@@ -25,6 +27,7 @@
  * (tfjs-models pose-detection's default); a black frame scores 0.00. The score stays in the
  * vector, so the head can discount weak detections. `present` of a frame = at least one person kept.
  */
+import type * as Ort from 'onnxruntime-node';
 import { FramewiseError } from '../../errors/index.js';
 import { tf } from '../tfjs-runtime.js';
 import type { FrameStream, FrameStreamOptions, LetterboxedFrames } from './frame-stream.js';
@@ -107,28 +110,92 @@ export function decodePoses(raw: Float32Array, content: Content, maxPeople: numb
   return kept.length > 0;
 }
 
-/** Runs the model on one frame (raw 6 × 56 output). */
-type PoseRunner = { run(frame: Uint8Array): Promise<Float32Array>; dispose(): Promise<void> };
+/** Pixel window of the square that MoveNet runs on. */
+export interface PoseWindow {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/**
+ * The picture inside the letterbox, each side rounded up to a multiple of 32 (what MultiPose
+ * takes) and centred on it: the black bars are mostly cut away (a 16:9 picture runs at
+ * 256×160 instead of 256², 40 % less work) and the picture itself is unchanged.
+ */
+export function poseWindow(content: Content, size: number): PoseWindow {
+  const fit = (start: number, extent: number): [number, number] => {
+    const at = Math.round(start * size);
+    const len = Math.round(extent * size);
+    const side = Math.min(size, Math.max(32, Math.ceil(len / 32) * 32));
+    return [Math.min(Math.max(at - Math.floor((side - len) / 2), 0), size - side), side];
+  };
+  const [x, w] = fit(content.x0, content.w);
+  const [y, h] = fit(content.y0, content.h);
+  return { x, y, w, h };
+}
+
+/** The window's pixels (a view when it spans whole rows). */
+function windowPixels(frame: Uint8Array, size: number, win: PoseWindow): Uint8Array {
+  if (win.w === size) return frame.subarray(win.y * size * 3, (win.y + win.h) * size * 3);
+  const out = new Uint8Array(win.w * win.h * 3);
+  for (let r = 0; r < win.h; r++) out.set(frame.subarray(((win.y + r) * size + win.x) * 3, ((win.y + r) * size + win.x + win.w) * 3), r * win.w * 3);
+  return out;
+}
+
+/** Raw MultiPose output in window coordinates → square coordinates (a copy). */
+function windowToSquare(raw: Float32Array, win: PoseWindow, size: number): Float32Array {
+  const out = Float32Array.from(raw);
+  const ys = (v: number): number => (win.y + v * win.h) / size;
+  const xs = (v: number): number => (win.x + v * win.w) / size;
+  for (let c = 0; c < POSE_CANDIDATES; c++) {
+    const b = c * CANDIDATE;
+    for (let k = 0; k < POSE_KEYPOINTS; k++) {
+      out[b + 3 * k] = ys(raw[b + 3 * k] ?? 0);
+      out[b + 3 * k + 1] = xs(raw[b + 3 * k + 1] ?? 0);
+    }
+    out[b + 51] = ys(raw[b + 51] ?? 0);
+    out[b + 52] = xs(raw[b + 52] ?? 0);
+    out[b + 53] = ys(raw[b + 53] ?? 0);
+    out[b + 54] = xs(raw[b + 54] ?? 0);
+  }
+  return out;
+}
+
+/** Runs the model on one window of pixels (h × w rgb24; raw 6 × 56 output in window coordinates). */
+type PoseRunner = { run(pixels: Uint8Array, h: number, w: number): Promise<Float32Array>; dispose(): Promise<void> };
 
 async function onnxRunner(opts: PoseStreamOptions): Promise<PoseRunner> {
   const ort = await loadOrt();
-  const shape = [1, POSE_INPUT_SIZE, POSE_INPUT_SIZE, 3];
-  const model = await ensureKeypointOnnx('movenet-multipose', POSE_INPUT_SIZE, opts.cacheDir);
-  const session = await openStreamSession(ort, model.path, streamThreads(opts.threads));
+  const threads = streamThreads(opts.threads);
+  // one converted model and session per window shape (a handful: one per aspect ratio)
+  const sessions = new Map<string, Promise<Ort.InferenceSession>>();
+  const session = (h: number, w: number): Promise<Ort.InferenceSession> => {
+    const key = `${h}x${w}`;
+    let s = sessions.get(key);
+    if (!s) {
+      s = ensureKeypointOnnx('movenet-multipose', { height: h, width: w }, opts.cacheDir).then((m) => openStreamSession(ort, m.path, threads));
+      sessions.set(key, s);
+      s.catch(() => sessions.delete(key));
+    }
+    return s;
+  };
   return {
-    async run(frame) {
-      const result = await session.run({ input: new ort.Tensor('uint8', frame, shape) });
+    async run(pixels, h, w) {
+      const result = await (await session(h, w)).run({ input: new ort.Tensor('uint8', pixels, [1, h, w, 3]) });
       return floatOutput(result, 'poses');
     },
-    dispose: () => session.release(),
+    async dispose() {
+      for (const s of sessions.values()) await (await s.catch(() => undefined))?.release();
+    },
   };
 }
 
 async function tfjsRunner(): Promise<PoseRunner> {
   const { model } = await loadKeypointGraph('movenet-multipose');
   return {
-    async run(frame) {
-      const out = tf.tidy(() => model.execute(tf.tensor4d(Int32Array.from(frame), [1, POSE_INPUT_SIZE, POSE_INPUT_SIZE, 3], 'int32'), 'Identity') as tf.Tensor);
+    async run(pixels, h, w) {
+      const out = tf.tidy(() => model.execute(tf.tensor4d(Int32Array.from(pixels), [1, h, w, 3], 'int32'), 'Identity') as tf.Tensor);
       try {
         return (await out.data()) as Float32Array;
       } finally {
@@ -167,11 +234,14 @@ class PoseStream implements FrameStream {
 
   private async embedNow(frames: LetterboxedFrames): Promise<{ data: Float32Array; present: Uint8Array }> {
     checkFrames(frames, this.inputSize, 'pose');
-    const bytes = this.inputSize * this.inputSize * 3;
+    const size = this.inputSize;
+    const bytes = size * size * 3;
+    const win = poseWindow(frames.content, size);
     const data = new Float32Array(frames.count * this.dim);
     const present = new Uint8Array(frames.count);
     for (let i = 0; i < frames.count; i++) {
-      const raw = await this.runner.run(frames.data.subarray(i * bytes, (i + 1) * bytes));
+      const pixels = windowPixels(frames.data.subarray(i * bytes, (i + 1) * bytes), size, win);
+      const raw = windowToSquare(await this.runner.run(pixels, win.h, win.w), win, size);
       present[i] = decodePoses(raw, frames.content, this.maxPeople, this.minScore, data, i * this.dim) ? 1 : 0;
     }
     return { data, present };
