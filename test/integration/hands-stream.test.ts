@@ -4,7 +4,8 @@
  * deterministic, ONNX against TF.js per converted model, no tensor leaks, black frames → zero
  * vector and present 0.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -90,6 +91,20 @@ describe('hands stream (onnx)', () => {
     const { data, present } = await onnx.embed(blackFrames(S, 2));
     expect([...present]).toEqual([0, 0]);
     expect(data.every((x) => x === 0)).toBe(true);
+  });
+});
+
+describe('converted models cache', () => {
+  it('converts once and deterministically: a second open reads the file, a damaged file is converted again to the same bytes', async () => {
+    const first = await ensureKeypointOnnx('handlandmark-lite', LANDMARK_CROP, cacheDir); // converted when the stream loaded
+    const before = await stat(first.path);
+    const again = await ensureKeypointOnnx('handlandmark-lite', LANDMARK_CROP, cacheDir);
+    expect(again.sha256).toBe(first.sha256);
+    expect((await stat(again.path)).mtimeMs).toBe(before.mtimeMs);
+    await writeFile(first.path, 'damaged');
+    const fixed = await ensureKeypointOnnx('handlandmark-lite', LANDMARK_CROP, cacheDir);
+    expect(fixed.sha256).toBe(first.sha256);
+    expect(createHash('sha256').update(await readFile(fixed.path)).digest('hex')).toBe(first.sha256);
   });
 });
 
