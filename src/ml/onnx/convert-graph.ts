@@ -2,17 +2,19 @@
  * Any TensorFlow.js graph model (tfjs-converter GraphDef JSON) → ONNX, for one fixed input shape.
  *
  * The MobileNetV2 converter in convert.ts knows one network and maps it to NCHW once. The
- * keypoint models (MoveNet MultiPose, the hand detector, the hand landmarks) carry their own
+ * keypoint models (MoveNet MultiPose, the palm detector, the hand landmarks) carry their own
  * decoding after the CNN: shape arithmetic, Reshape/Pack/Unpack, StridedSlice, TopK, GatherNd,
  * ArgMax... This converter handles those graphs generally:
  *
  *  - **Static folding by tracing** (graph-trace.ts). The graph is first run once by TF.js on a
  *    dummy input of the fixed shape (`traceGraphModel`), fetching every tensor the converted
- *    part reads. A node
- *    whose value depends only on constants and on input *shapes* (Const, Shape, Size, and all
- *    arithmetic over them: Range, Fill, Pack of dims, …) is "static": its traced value becomes an
- *    ONNX initializer, so no shape arithmetic is converted at all. Every other tensor gets its
- *    static shape and dtype from the trace (Reshape targets, StridedSlice output shapes).
+ *    part reads. A node whose value depends only on constants and on input *shapes* (Const,
+ *    Shape, Size, and all arithmetic over them: Range, Fill, Pack of dims, …) is "static": its
+ *    traced value becomes an ONNX initializer, so no shape arithmetic is converted at all.
+ *    Every other tensor gets its static shape and dtype from the trace (Reshape targets,
+ *    StridedSlice output shapes).
+ *  - **Any start node.** Conversion may start after a preprocessing loop (`GraphInputSpec.node`)
+ *    and redo that preprocessing inside the ONNX graph (`prelude`: scale, offset, resize).
  *  - **NHWC throughout.** Tensors keep TF's layout, so every non-conv op maps 1:1 with TF
  *    semantics (axes, broadcasting). Conv / depthwise conv / max pool / bilinear resize are
  *    wrapped in Transpose(NHWC→NCHW) … Transpose(NCHW→NHWC); onnxruntime's transpose optimiser
