@@ -66,7 +66,7 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 /** Write `bytes` to `path` through a private temporary file + fsync + rename (atomic replace). */
-async function writeAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
+export async function writeAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
   await makeDir(dirname(path));
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
   try {
