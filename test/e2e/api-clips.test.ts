@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackboneId } from '../../src/ml/backbone.js';
 import type { Config } from '../../src/config/index.js';
 import { labelItems, type LabelResult } from '../../src/jobs/label.js';
 import { applyUnknownThreshold, unknownThresholdOf } from '../../src/jobs/thresholds.js';
@@ -89,7 +90,7 @@ afterAll(async () => {
 async function inlineLabel(path: string, source: string): Promise<LabelResult> {
   const head = await TemporalHead.load(config.modelDir, undefined, config.backend);
   const meta = head.metadata;
-  const extractor = await createExtractor(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')) }), meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
+  const extractor = await createExtractor(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')), backbone: meta.backbone.id as BackboneId, featureKind: meta.backbone.featureKind }), meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
   try {
     // as `framewise label` prints it: held to the model's unknown threshold
     for await (const r of labelItems([{ path, source, extra: {} }], extractor, head, config.queue.topK)) return applyUnknownThreshold(r, unknownThresholdOf(meta));

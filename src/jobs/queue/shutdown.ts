@@ -98,3 +98,38 @@ export function shutdownOnSignals(what: string, plan: ShutdownPlan, opts: { time
     for (const s of signals) process.on(s, onSignal);
   });
 }
+
+/**
+ * Run `start` (loading models, opening connections) with SIGTERM/SIGINT held: a signal that comes
+ * while the process is still starting is not lost to Node's default handling (which ends the
+ * process without closing anything). Once started, the held signal is replayed to the handlers
+ * `then` installs, so the close is the usual bounded one. A start-up that has not finished
+ * `timeoutMs` after such a signal ends the process with FORCED_EXIT_CODE (it holds no job yet).
+ */
+export async function startHoldingSignals<T, R>(start: () => Promise<T>, then: (started: T) => Promise<R>, opts: { timeoutMs: number; log: Logger; signals?: readonly NodeJS.Signals[] }): Promise<R> {
+  const signals = opts.signals ?? ['SIGTERM', 'SIGINT'];
+  let held: NodeJS.Signals | undefined;
+  let giveUp: NodeJS.Timeout | undefined;
+  const hold = (signal: NodeJS.Signals): void => {
+    if (held) {
+      process.exit(FORCED_EXIT_CODE); // a second signal while starting: nothing to hand back yet
+    }
+    held = signal;
+    opts.log.info({ signal }, 'signal while starting: closing once started');
+    giveUp = setTimeout(() => {
+      opts.log.warn({ signal, timeoutMs: opts.timeoutMs }, 'start-up did not finish after the signal: ending now');
+      process.exit(FORCED_EXIT_CODE);
+    }, opts.timeoutMs);
+  };
+  for (const s of signals) process.on(s, hold);
+  let started: T;
+  try {
+    started = await start();
+  } finally {
+    for (const s of signals) process.removeListener(s, hold);
+    if (giveUp) clearTimeout(giveUp);
+  }
+  const outcome = then(started);
+  if (held) process.emit(held, held);
+  return outcome;
+}

@@ -33,7 +33,7 @@ import { currentModelInfo, readModelInfo } from './model-info.js';
 import { QueueName } from './names.js';
 import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, TrainJobData, WebhookJobData, WindowsDecodeJobResult } from './payloads.js';
 import { openQueueRuntime, workerConnection, type QueueRuntime } from './runtime.js';
-import { shutdownOnSignals, type ShutdownOutcome } from './shutdown.js';
+import { shutdownOnSignals, startHoldingSignals, type ShutdownOutcome } from './shutdown.js';
 import { classifyStage, decodeStage, embedStage, type StageDeps } from './stages.js';
 import { classifyWindowsStage, decodeWindowsStage, embedWindowsStage, isWindowed, type WindowsEmbedOptions } from './window-stages.js';
 import type { WindowsProgress } from '../windows.js';
@@ -505,8 +505,8 @@ export async function deliverWebhook(data: WebhookJobData, timeoutMs: number, po
 export async function runWorkerProcess(kinds: readonly WorkerKind[], name: string): Promise<void> {
   try {
     const config = loadConfig();
-    const group = await startWorkers(kinds, config, { log: getLogger(config.logLevel) });
-    await closeOnSignals(group);
+    const log = getLogger(config.logLevel);
+    await startHoldingSignals(() => startWorkers(kinds, config, { log }), (group) => closeOnSignals(group, undefined, log), { timeoutMs: config.queue.shutdownTimeoutMs, log });
   } catch (err) {
     const e = toFramewiseError(err);
     process.stderr.write(`framewise ${name} worker: ${e.code}: ${e.message}\n`);
