@@ -87,7 +87,8 @@ describe('SIGTERM ends serve and worker in every state', () => {
   it('worker all, idle, Redis up: a graceful close, exit 0', async () => {
     const { env, rt } = await setup('idle');
     const w = start(['worker', 'all'], env);
-    await until('the workers to be ready', workersOn(rt, QueueName.Classify));
+    // idle = started: every worker kind has said it is ready (models loaded, connections open)
+    await until('the workers to be ready', () => w.output().includes('"workers ready"'));
     w.child.kill('SIGTERM');
     const exit = await w.exited(EXIT_WAIT_MS);
     expect(exit, w.output()).toEqual({ code: 0, signal: null });

@@ -402,6 +402,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
       }
     }
     await Promise.all(handles.map((h) => h.worker.waitUntilReady()));
+    log.info({ kinds: handles.map((h) => h.kind) }, 'workers ready');
   } catch (err) {
     await Promise.allSettled(handles.map((h) => h.worker.close()));
     for (const c of cleanups) await c().catch(() => undefined);
