@@ -1,10 +1,11 @@
 /**
  * The pipelined extract (probe started with the hash, decode-ahead depth that adapts to the
- * backbone) gives the same features, bit for bit, as the plain sequential path: probe, then one
- * decode, then one embed per file, with the same backbone. Outcomes stay in input order, a bad
+ * backbone, frames spooled through a file) gives the same features, bit for bit, as the plain
+ * sequential path: probe, then one decode through the pipe, then one embed per file, with the
+ * same backbone. Outcomes stay in input order, a bad
  * file in the middle stays its own outcome, and the per-stage timings are filled in.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
@@ -12,7 +13,7 @@ import { Extractor, type ExtractOutcome } from '../../src/features/extract.js';
 import { FeatureStore } from '../../src/features/feature-store.js';
 import { STAGES } from '../../src/features/pipeline-schedule.js';
 import { openBackbone, runtimeFromConfig } from '../../src/jobs/runtime.js';
-import { decodeFrames, probe } from '../../src/media/ffmpeg.js';
+import { decodeFrames, probe, streamFrames } from '../../src/media/ffmpeg.js';
 import { makeClip, randomClipSpec } from '../../src/media/synthetic.js';
 import { backboneIdentity } from '../../src/ml/backbone-specs.js';
 import type { Backbone } from '../../src/ml/backbone.js';
@@ -46,11 +47,17 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-/** The plain sequential path: probe, one decode, one embed, nothing ahead and nothing in parallel. */
-async function sequentialFeatures(path: string): Promise<{ data: Float32Array; times: number[] }> {
+/** The plain sequential path: probe, one decode through the pipe (no spool file), one embed; nothing ahead, nothing in parallel. */
+async function sequentialFeatures(path: string): Promise<{ data: Float32Array; times: number[]; frames: Uint8Array }> {
   const info = await probe(path, rt().tools);
-  const frames = await decodeFrames(info, policy, geometry, { tools: rt().tools });
-  return { data: await backbone.embed(frames.data, frames.count), times: frames.times };
+  const chunks: Uint8Array[] = [];
+  const times: number[] = [];
+  for await (const f of streamFrames(info, policy, geometry, { tools: rt().tools })) {
+    chunks.push(f.data);
+    times.push(f.time);
+  }
+  const frames = Buffer.concat(chunks);
+  return { data: await backbone.embed(frames, chunks.length), times, frames };
 }
 
 async function collect(extractor: Extractor): Promise<Array<ExtractOutcome<{ path: string }>>> {
@@ -60,6 +67,19 @@ async function collect(extractor: Extractor): Promise<Array<ExtractOutcome<{ pat
 }
 
 describe('pipelined extract', () => {
+  it('a decode spooled through a file gives the pipe\'s frames and times, and leaves no file behind', async () => {
+    const spoolDir = join(dir, 'spool');
+    await mkdir(spoolDir);
+    for (const f of [files[0], files[3]] as string[]) {
+      const info = await probe(f, rt().tools);
+      const ref = await sequentialFeatures(f);
+      const spooled = await decodeFrames(info, policy, geometry, { tools: rt().tools, spoolDir });
+      expect(spooled.times).toEqual(ref.times);
+      expect(Buffer.from(spooled.data).equals(Buffer.from(ref.frames))).toBe(true);
+    }
+    expect(await readdir(spoolDir)).toEqual([]);
+  });
+
   it('gives the sequential path\'s features bit for bit, in input order, with per-stage timings', async () => {
     const identity = await backboneIdentity(rt().backbone, rt().featureKind, rt().modelUrl);
     const store = new FeatureStore(join(dir, 'store'));
