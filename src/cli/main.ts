@@ -26,6 +26,7 @@ import { BACKBONE_IDS, ENGINES, FEATURE_KINDS, type BackboneId, type FeatureKind
 import { BACKBONE_SPECS } from '../ml/backbone-specs.js';
 import { TemporalHead } from '../ml/head.js';
 import { DEFAULT_TRAIN_FEATURE, TFJS_BACKENDS, type TfjsBackendChoice } from '../config/index.js';
+import { roundTimings } from '../features/pipeline-schedule.js';
 import { createProgress } from './progress.js';
 import { nonNegativeNumber, positiveInt, positiveNumber, unitInterval } from './arg-parsers.js';
 import { registerQueueCommands } from './queue-commands.js';
@@ -211,6 +212,7 @@ async function cmdExtract(o: EmbedFlags & { manifest: string; sampling?: string;
   const bar = createProgress('extract', data.items.length, Boolean(o.json));
   const failures = data.errors.map((e) => ({ path: e.source, code: e.error.code, message: e.error.message }));
   let done = 0;
+  const t0 = performance.now();
   try {
     for await (const r of extractor.extractMany(data.items)) {
       if (!r.ok) failures.push({ path: r.item.source, code: r.error.code, message: r.error.message });
@@ -220,7 +222,9 @@ async function cmdExtract(o: EmbedFlags & { manifest: string; sampling?: string;
     bar.stop();
     await extractor.dispose();
   }
-  const summary = { ...extractor.stats, total: data.items.length + data.errors.length, store: rt.cacheDir, sampling: formatSampling(policy), backbone: extractor.identity, failures };
+  const wallMs = Math.round(performance.now() - t0);
+  const timings = { wallMs, ...roundTimings(extractor.stats.timings) };
+  const summary = { ...extractor.stats, timings, total: data.items.length + data.errors.length, store: rt.cacheDir, sampling: formatSampling(policy), backbone: extractor.identity, failures };
   io.stdout.write(`${JSON.stringify(summary)}\n`);
   return failures.length > 0 ? EXIT.PARTIAL : EXIT.OK;
 }

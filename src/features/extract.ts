@@ -12,6 +12,7 @@ import { samplingKey, type FrameGeometry, type SamplingPolicy } from '../media/s
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import { contentHash, type FeatureKey, type FeatureSequence, type FeatureStore } from './feature-store.js';
+import { createStageTimings, DecodeAhead, LookupTrend, timeStage, type StageTimings } from './pipeline-schedule.js';
 
 export interface ExtractorOptions {
   tools: MediaTools;
@@ -21,7 +22,10 @@ export interface ExtractorOptions {
   openBackbone: () => Promise<Backbone>;
   sampling: SamplingPolicy;
   geometry: FrameGeometry;
-  /** Files decoded ahead of the one being embedded (default 2). */
+  /**
+   * Files decoded ahead of the one being embedded: a fixed depth, or (default) a depth that adapts
+   * to the backbone's rate, from 2 up to 6 (`DecodeAhead`).
+   */
   prefetch?: number;
 }
 
@@ -39,6 +43,8 @@ export interface ExtractStats {
   cached: number;
   failed: number;
   framesEmbedded: number;
+  /** Milliseconds per stage, summed over files (parallel stages each count their own time). */
+  timings: StageTimings;
 }
 
 /**
@@ -50,7 +56,8 @@ export function stopsTheRun(err: FramewiseError): boolean {
 }
 
 export class Extractor {
-  readonly stats: ExtractStats = { decoded: 0, embedded: 0, cached: 0, failed: 0, framesEmbedded: 0 };
+  readonly stats: ExtractStats = { decoded: 0, embedded: 0, cached: 0, failed: 0, framesEmbedded: 0, timings: createStageTimings() };
+  private readonly lookups = new LookupTrend();
   private backbone: Promise<Backbone> | undefined;
   /** The backbone's own description, once it has been opened (engine and backend in use). */
   loadedInfo: BackboneInfo | undefined;
@@ -83,14 +90,17 @@ export class Extractor {
 
   async keyFor(path: string): Promise<FeatureKey> {
     const { identity } = this.opts;
-    return { contentHash: await contentHash(path), backboneId: identity.id, backboneVersion: identity.version, featureKind: identity.featureKind, sampling: this.samplingKey };
+    const hash = await timeStage(this.stats.timings, 'hashMs', () => contentHash(path));
+    return { contentHash: hash, backboneId: identity.id, backboneVersion: identity.version, featureKind: identity.featureKind, sampling: this.samplingKey };
   }
 
   /**
    * The decode stage of one file: checks, content hash, feature-store lookup, then (on a miss)
-   * probe and one sequential decode. Queue mode runs it in the decode worker.
+   * probe and one sequential decode. While recent lookups missed (or when `probeAhead` says so),
+   * the probe runs in parallel with the hash and lookup; its result is dropped on a hit. Queue
+   * mode runs it in the decode worker.
    */
-  async prepare(path: string, signal?: AbortSignal): Promise<Decoded> {
+  async prepare(path: string, signal?: AbortSignal, probeAhead = this.lookups.mostlyMisses): Promise<Decoded> {
     let st;
     try {
       st = await stat(path);
@@ -99,11 +109,16 @@ export class Extractor {
     }
     if (!st.isFile()) throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `not a regular file: ${path}`);
     if (st.size === 0) throw new FramewiseError('FW_ERR_INPUT_EMPTY_FILE', `file is empty (0 bytes): ${path}`);
+    const { timings } = this.stats;
+    const probing = probeAhead ? timeStage(timings, 'probeMs', () => probe(path, this.opts.tools)) : undefined;
+    // a probe that turns out not to be needed (a hit, or a failed lookup) is not an unhandled rejection
+    probing?.catch(() => undefined);
     const key = await this.keyFor(path);
-    const hit = await this.opts.store.get(key);
+    const hit = await timeStage(timings, 'storeReadMs', () => this.opts.store.get(key));
+    this.lookups.observe(hit !== undefined);
     if (hit) return { hit };
-    const info = await probe(path, this.opts.tools);
-    const frames = await decodeFrames(info, this.opts.sampling, this.opts.geometry, { tools: this.opts.tools, ...(signal ? { signal } : {}) });
+    const info = await (probing ?? timeStage(timings, 'probeMs', () => probe(path, this.opts.tools)));
+    const frames = await timeStage(timings, 'decodeMs', () => decodeFrames(info, this.opts.sampling, this.opts.geometry, { tools: this.opts.tools, ...(signal ? { signal } : {}) }));
     this.stats.decoded++;
     return { key, info, frames };
   }
@@ -125,7 +140,7 @@ export class Extractor {
     if (backbone.info.dim !== identity.dim || backbone.info.version !== identity.version) {
       throw new FramewiseError('FW_ERR_INTERNAL', `backbone reports ${backbone.info.version}/${backbone.info.dim}, expected ${identity.version}/${identity.dim}`);
     }
-    const data = await backbone.embed(d.frames.data, d.frames.count);
+    const data = await timeStage(this.stats.timings, 'embedMs', () => backbone.embed(d.frames.data, d.frames.count));
     const seq: FeatureSequence = {
       key: d.key,
       count: d.frames.count,
@@ -134,7 +149,7 @@ export class Extractor {
       data,
       video: { durationSec: d.info.durationSec, width: d.info.width, height: d.info.height, fps: d.info.fps },
     };
-    await this.opts.store.put(seq);
+    await timeStage(this.stats.timings, 'storeWriteMs', () => this.opts.store.put(seq));
     this.stats.embedded++;
     this.stats.framesEmbedded += d.frames.count;
     return seq;
@@ -151,23 +166,30 @@ export class Extractor {
   }
 
   /**
-   * Features for many files, in input order, decoding up to `prefetch` files ahead of the embed.
+   * Features for many files, in input order, decoding files ahead of the embed (`prefetch`, or a
+   * depth that adapts to the backbone's rate). The embed side's wait for each decode is
+   * `timings.decodeWaitMs`.
    * A failure of one file is an outcome, never an exception.
    */
   async *extractMany<T extends { path: string }>(items: readonly T[], signal?: AbortSignal): AsyncGenerator<ExtractOutcome<T>> {
-    const ahead = Math.max(1, this.opts.prefetch ?? 2);
+    const fixed = this.opts.prefetch;
+    const ahead = fixed !== undefined ? new DecodeAhead({ initial: fixed, min: Math.max(1, fixed), max: Math.max(1, fixed) }) : new DecodeAhead();
     const pending: Array<Promise<Decoded | FramewiseError>> = [];
-    const start = (i: number): void => {
-      const item = items[i];
-      if (item) pending.push(this.prepare(item.path, signal).catch((e: unknown) => toFramewiseError(e)));
-    };
     let next = 0;
-    while (next < Math.min(ahead, items.length)) start(next++);
+    const fill = (): void => {
+      while (next < items.length && pending.length < ahead.depth) {
+        const item = items[next++] as T;
+        pending.push(this.prepare(item.path, signal).catch((e: unknown) => toFramewiseError(e)));
+      }
+    };
+    fill();
     for (let i = 0; i < items.length; i++) {
       if (signal?.aborted) return;
       const item = items[i] as T;
+      const w0 = performance.now();
       const d = await (pending.shift() as Promise<Decoded | FramewiseError>);
-      if (next < items.length) start(next++);
+      const waitMs = performance.now() - w0;
+      fill();
       if (d instanceof FramewiseError) {
         this.stats.failed++;
         yield { item, ok: false, error: d };
@@ -178,15 +200,22 @@ export class Extractor {
         yield { item, ok: true, seq: d.hit, cached: true, info: undefined };
         continue;
       }
+      this.stats.timings.decodeWaitMs += waitMs;
+      let seq: FeatureSequence;
       try {
-        yield { item, ok: true, seq: await this.embed(d), cached: false, info: d.info };
+        const e0 = performance.now();
+        seq = await this.embed(d);
+        ahead.observe(waitMs, performance.now() - e0);
+        fill();
       } catch (err) {
         const error = toFramewiseError(err);
         // a backbone that cannot load, or a cache that cannot be written, is not this file's fault: stop the batch
         if (stopsTheRun(error)) throw error;
         this.stats.failed++;
         yield { item, ok: false, error };
+        continue;
       }
+      yield { item, ok: true, seq, cached: false, info: d.info };
     }
   }
 

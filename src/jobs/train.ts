@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/index.js';
 import { FramewiseError } from '../errors/index.js';
 import type { Extractor, ExtractStats } from '../features/extract.js';
+import { addTimings, createStageTimings } from '../features/pipeline-schedule.js';
 import { readLabelledData, type InputError, type InputItem } from '../features/inputs.js';
 import { DEFAULT_CROP, DEFAULT_SAMPLING, formatSampling, sequenceLength, type CropMode, type SamplingPolicy } from '../media/sampling.js';
 import { BACKBONE_SPECS } from '../ml/backbone-specs.js';
@@ -238,7 +239,7 @@ export async function augmentFeatures(
     variants.push({ extractor: extractor.variant(policy, { ...geometry, flip: true }), items });
   }
   const out: LabelledFeatures = { items: [], examples: [], labels: [], failed: [] };
-  const stats: ExtractStats = { decoded: 0, embedded: 0, cached: 0, failed: 0, framesEmbedded: 0 };
+  const stats: ExtractStats = { decoded: 0, embedded: 0, cached: 0, failed: 0, framesEmbedded: 0, timings: createStageTimings() };
   const total = variants.reduce((n, v) => n + v.items.length, 0);
   let done = 0;
   for (const v of variants) {
@@ -246,7 +247,8 @@ export async function augmentFeatures(
     out.items.push(...f.items);
     out.examples.push(...f.examples);
     out.labels.push(...f.labels);
-    for (const k of Object.keys(stats) as Array<keyof ExtractStats>) stats[k] += v.extractor.stats[k];
+    for (const k of ['decoded', 'embedded', 'cached', 'failed', 'framesEmbedded'] as const) stats[k] += v.extractor.stats[k];
+    addTimings(stats.timings, v.extractor.stats.timings);
     await v.extractor.dispose();
   }
   return { data: out, stats };

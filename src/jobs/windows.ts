@@ -391,12 +391,15 @@ export async function scoreWindows(path: string, head: TemporalHead, deps: Windo
   const dim = deps.identity.dim;
   checkWindowsHead(head.metadata, policy, dim);
 
+  // the probe runs while the (long) video is hashed; on a store hit its result is dropped
+  const probing = probe(path, deps.tools);
+  probing.catch(() => undefined);
   const key = deps.store ? windowsFeatureKey(await contentHash(path), deps.identity, policy, geometry) : undefined;
   const hit = key && deps.store ? await deps.store.get(key) : undefined;
   // the same windows from the stored embeddings: no decode, no backbone
   if (hit) return scoreStoredWindows(hit, head, policy, options);
 
-  const info = await probe(path, deps.tools);
+  const info = await probing;
   const backbone = await deps.backbone();
   if (backbone.info.dim !== dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `backbone gives ${backbone.info.dim}-d features, expected ${dim}-d`);
   const scorer = new WindowScorer(head, policy, info.durationSec, dim, classifyBatch);

@@ -3,9 +3,11 @@
  * never through a shell). Everything else calls `probe` and `decodeFrames` / `streamFrames`.
  */
 import { spawn } from 'node:child_process';
-import { open, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { FramewiseError } from '../errors/index.js';
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { FramewiseError, toStorageError } from '../errors/index.js';
 import { buildDecodeArgs, buildInputGuardArgs, buildProbeArgs, demuxerOf, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
 import { targetTimes, type DecodePolicy, type FrameGeometry } from './sampling.js';
 
@@ -296,6 +298,26 @@ export interface DecodeOptions {
    * counted). @defaultValue `idle` for the windows policy (long videos), else `total`
    */
   timeout?: 'total' | 'idle';
+  /**
+   * A folder where ffmpeg writes the frames (a spool file, removed after reading) instead of the
+   * pipe: ffmpeg then decodes to the end without waiting for this process, whose event loop a
+   * synchronous backbone run may be holding. For a bounded number of frames only (clips); long
+   * passes stream through the pipe. @defaultValue none in `streamFrames`; in `decodeFrames` the
+   * system temporary folder when the frames fit in `SPOOL_MAX_BYTES`
+   */
+  spoolDir?: string;
+}
+
+/** Largest decode (frames × bytes per frame) that `decodeFrames` spools to a file. */
+export const SPOOL_MAX_BYTES = 256 * 2 ** 20;
+
+/** A fresh spool file for ffmpeg's stdout (created exclusively, owner-only); undefined when the folder cannot take one (the pipe is used). */
+async function openSpool(dir: string): Promise<{ path: string; fh: FileHandle } | undefined> {
+  const path = join(dir, `framewise-frames-${process.pid}-${randomBytes(6).toString('hex')}.rgb`);
+  return open(path, 'wx', 0o600).then(
+    (fh) => ({ path, fh }),
+    () => undefined,
+  );
 }
 
 export interface DecodedFrame {
@@ -309,7 +331,8 @@ export interface DecodedFrame {
 /**
  * Decode the frames a policy asks for, one at a time, in one sequential ffmpeg pass. Memory stays
  * bounded by one frame plus the pipe buffer, whatever the length of the video. With a `windows`
- * policy it is the one pass over a long video (every W/N seconds, to the end).
+ * policy it is the one pass over a long video (every W/N seconds, to the end). With `spoolDir`
+ * (bounded decodes only) the frames go through a file and come out once ffmpeg is done.
  */
 export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geometry: FrameGeometry, options: DecodeOptions = {}): AsyncGenerator<DecodedFrame> {
   const tools = options.tools ?? DEFAULT_MEDIA_TOOLS;
@@ -321,7 +344,14 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
   const plan = buildDecodeArgs(`file:${info.path}`, policy, geometry, { demuxer: demuxerOf(info.container), duration: info.durationSec, frameInterval }, targets);
   const frameBytes = geometry.size * geometry.size * 3;
 
-  const child = spawn(tools.ffmpegPath, plan.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const spool = options.spoolDir !== undefined ? await openSpool(options.spoolDir) : undefined;
+  let child;
+  try {
+    child = spawn(tools.ffmpegPath, plan.args, { stdio: ['ignore', spool ? spool.fh.fd : 'pipe', 'pipe'] });
+  } finally {
+    // the child has its own copy of the spool's descriptor
+    await spool?.fh.close();
+  }
   // timestamps not yet matched with a frame (a queue: bounded like the frames, however long the video)
   const times: number[] = [];
   let lastTime: number | undefined;
@@ -362,7 +392,7 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
   };
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
-  child.stdout.on('data', (chunk: Buffer) => {
+  child.stdout?.on('data', (chunk: Buffer) => {
     pending.push(chunk);
     pendingBytes += chunk.length;
     while (pendingBytes >= frameBytes) {
@@ -374,13 +404,13 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
     }
     // back-pressure: stop reading while the consumer is behind
     if (ready.length > 8) {
-      child.stdout.pause();
+      child.stdout?.pause();
       paused = true;
       if (idleLimit) disarm();
     } else if (idleLimit) arm();
     notify();
   });
-  child.stderr.on('data', (chunk: Buffer) => {
+  child.stderr?.on('data', (chunk: Buffer) => {
     const text = stderrLine + chunk.toString('utf8');
     const lines = text.split('\n');
     stderrLine = lines.pop() ?? '';
@@ -405,6 +435,7 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
   });
 
   let emitted = 0;
+  let spoolRead = false;
   try {
     for (;;) {
       if (spawnError) throw new FramewiseError('FW_ERR_MEDIA_DECODE_FAILED', `cannot run ffmpeg: ${spawnError.message}`, { cause: spawnError });
@@ -413,7 +444,7 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
         const data = ready.shift() as Uint8Array;
         if (ready.length <= 8 && paused) {
           paused = false;
-          child.stdout.resume();
+          child.stdout?.resume();
           if (idleLimit) arm();
         }
         const time = times.shift() ?? (lastTime !== undefined ? lastTime + frameInterval : 0);
@@ -421,6 +452,15 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
         options.onFrame?.(emitted);
         yield { index: emitted, time: Math.max(0, time), data };
         emitted++;
+        continue;
+      }
+      if (closed && spool && !spoolRead) {
+        spoolRead = true;
+        if (closed.code !== 0 && /No space left on device|Disk quota exceeded/i.test(stderr)) {
+          throw toStorageError(Object.assign(new Error(stderrTail(stderr)), { code: 'ENOSPC' }), 'the decoded frames (temporary folder)');
+        }
+        const all = await readFile(spool.path);
+        for (let at = 0; at + frameBytes <= all.length; at += frameBytes) ready.push(new Uint8Array(all.buffer, all.byteOffset + at, frameBytes));
         continue;
       }
       if (closed) break;
@@ -440,6 +480,7 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
     if (!closed) child.kill('SIGKILL');
+    if (spool) await rm(spool.path, { force: true }).catch(() => undefined);
   }
 }
 
@@ -484,7 +525,9 @@ export const TRUNCATION_COVERAGE = 0.9;
 export async function decodeFrames(info: VideoInfo, policy: DecodePolicy, geometry: FrameGeometry, options: DecodeOptions = {}): Promise<FrameBatch> {
   const frames: Uint8Array[] = [];
   const times: number[] = [];
-  for await (const f of streamFrames(info, policy, geometry, options)) {
+  const most = policy.kind === 'uniform' ? policy.frames : policy.kind === 'fps' ? policy.maxFrames : Infinity;
+  const spoolDir = options.spoolDir ?? (most * geometry.size * geometry.size * 3 <= SPOOL_MAX_BYTES ? tmpdir() : undefined);
+  for await (const f of streamFrames(info, policy, geometry, { ...options, ...(spoolDir !== undefined ? { spoolDir } : {}) })) {
     frames.push(f.data);
     times.push(f.time);
   }

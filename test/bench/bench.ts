@@ -17,13 +17,18 @@
  *               frames from ../shared/datasets) per engine, beside the rgb backbone
  *               (mobilenet_v2_mid, onnx, batch 8) measured in the same run
  *   memory      peak RSS
+ *   realclips   (only with `--only realclips`, needs ../shared/datasets/surv_fight) the first 100
+ *               real CCTV clips: `extract` (fresh feature store, backbone opened before the clock)
+ *               vs bare `ffmpeg -threads 2 -i F -vf scale=224:-2 -f null -` over the same clips,
+ *               interleaved in the same run; the ratio, clips/s and the per-stage breakdown
  *
- * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,
- *          --windows-minutes 1,10,60 (the video lengths of the windows section)
+ * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,realclips,
+ *          --windows-minutes 1,10,60 (the video lengths of the windows section),
+ *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2)
  */
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, PROJECT_ROOT } from '../../src/config/index.js';
@@ -42,9 +47,13 @@ import { ensureOnnxModel } from '../../src/ml/onnx/onnx-cache.js';
 import { makeTempDir, removeDir } from '../helpers/clips.js';
 import { decodeLetterboxed } from '../helpers/letterbox.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' } } });
+const { values } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' }, realclips: { type: 'string' }, reps: { type: 'string' } },
+});
 const only = values.only ? new Set(values.only.split(',')) : undefined;
 const want = (s: string): boolean => !only || only.has(s);
+/** Stages that run only when named in --only (they need data from outside the project). */
+const wantNamed = (s: string): boolean => only?.has(s) ?? false;
 const quick = values.quick ?? false;
 
 const results: Record<string, unknown> = {
@@ -381,6 +390,107 @@ async function benchStreams(dir: string, cacheDir: string): Promise<void> {
   }
 }
 
+/**
+ * CPU time of this process (all its threads) and of its finished children (ffmpeg, ffprobe), in
+ * ms: `/proc/self/stat` utime+stime and cutime+cstime. NaN where there is no /proc.
+ */
+async function cpuMs(): Promise<{ self: number; children: number }> {
+  const { readFile } = await import('node:fs/promises');
+  try {
+    const stat = await readFile('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    // fields 14-17 of proc(5), counted from field 3 (state) here; clock ticks of 10 ms
+    const tick = 10;
+    return { self: ((f[11] ?? NaN) + (f[12] ?? NaN)) * tick, children: ((f[13] ?? NaN) + (f[14] ?? NaN)) * tick };
+  } catch {
+    return { self: NaN, children: NaN };
+  }
+}
+
+/**
+ * Real clips: the first N of surv_fight, `extract` with a fresh feature store vs bare ffmpeg
+ * decoding of the same clips (`-threads 2 -vf scale=224:-2 -f null -`), the two passes
+ * interleaved in the same run (the machine's load hits both alike); the ratio of their times,
+ * clips/s and where extract's time went (summed per stage; parallel stages overlap). Also the CPU
+ * time of each pass (this process and its ffmpeg/ffprobe children), which the load of other
+ * processes on the machine disturbs far less than the wall time.
+ */
+async function benchRealClips(dir: string): Promise<void> {
+  const { readFile } = await import('node:fs/promises');
+  const { existsSync } = await import('node:fs');
+  const { Extractor } = await import('../../src/features/extract.js');
+  const { FeatureStore } = await import('../../src/features/feature-store.js');
+  const { openBackbone } = await import('../../src/jobs/runtime.js');
+  const { backboneIdentity } = await import('../../src/ml/backbone-specs.js');
+  const { roundTimings } = await import('../../src/features/pipeline-schedule.js');
+  const data = join(PROJECT_ROOT, '..', 'shared', 'datasets', 'surv_fight');
+  if (!existsSync(join(data, 'manifest.csv'))) {
+    log(`realclips  ${data} not found: skipped`);
+    return;
+  }
+  const n = Number(values.realclips ?? 100);
+  const reps = Math.max(1, Number(values.reps ?? (quick ? 1 : 2)));
+  const rows = (await readFile(join(data, 'manifest.csv'), 'utf8')).trim().split('\n').slice(1, n + 1);
+  const clips = rows.map((r) => join(data, r.split(',')[0] as string));
+  const rt = runtimeFromConfig(loadConfig({}));
+  const identity = await backboneIdentity(rt.backbone, rt.featureKind, rt.modelUrl);
+  const backbone = await openBackbone(rt); // model load is not throughput
+  const policy = { kind: 'uniform', frames: 16 } as const;
+  const geometry = { size: 224, crop: 'center' } as const;
+  const runs: Array<Record<string, unknown>> = [];
+  try {
+    await backbone.embed(new Uint8Array(4 * 224 * 224 * 3), 4); // warm-up
+    for (let r = 0; r < reps; r++) {
+      const c0 = await cpuMs();
+      const b0 = performance.now();
+      for (const clip of clips) await timeCommand('ffmpeg', ['-v', 'error', '-threads', '2', '-i', clip, '-vf', 'scale=224:-2', '-f', 'null', '-']);
+      const bareMs = performance.now() - b0;
+      const c1 = await cpuMs();
+      const store = new FeatureStore(join(dir, `realclips-store-${r}`));
+      const extractor = new Extractor({ tools: rt.tools, store, identity, sampling: policy, geometry, openBackbone: () => Promise.resolve(backbone) }, true);
+      const e0 = performance.now();
+      let ok = 0;
+      for await (const o of extractor.extractMany(clips.map((path) => ({ path })))) if (o.ok) ok++;
+      const extractMs = performance.now() - e0;
+      const c2 = await cpuMs();
+      const bareCpuMs = c1.children - c0.children + (c1.self - c0.self);
+      const extractCpuMs = c2.children - c1.children + (c2.self - c1.self);
+      const run = {
+        clips: clips.length,
+        ok,
+        bareMs: Math.round(bareMs),
+        extractMs: Math.round(extractMs),
+        ratio: extractMs / bareMs,
+        clipsPerSec: (ok / extractMs) * 1000,
+        bareCpuMs,
+        extractCpuMs,
+        cpuRatio: extractCpuMs / bareCpuMs,
+        timings: roundTimings(extractor.stats.timings),
+        load: loadavg()[0] ?? 0,
+      };
+      runs.push(run);
+      const t = run.timings;
+      log(
+        `realclips  pass ${r + 1}: ${ok}/${clips.length} clips · extract ${fmt(extractMs / 1000)} s (${fmt(run.clipsPerSec, 2)} clips/s) vs bare ffmpeg ${fmt(bareMs / 1000)} s · ratio ${fmt(run.ratio, 2)} · load ${fmt(run.load, 1)}`,
+      );
+      log(`realclips  CPU: extract ${fmt(extractCpuMs / 1000)} s (ffmpeg/ffprobe ${fmt((c2.children - c1.children) / 1000)} s) vs bare ffmpeg ${fmt(bareCpuMs / 1000)} s · CPU ratio ${fmt(run.cpuRatio, 2)}`);
+      log(`realclips  stages (summed ms): hash ${t.hashMs} · store read ${t.storeReadMs} · probe ${t.probeMs} · decode ${t.decodeMs} · decode wait ${t.decodeWaitMs} · embed ${t.embedMs} · store write ${t.storeWriteMs}`);
+    }
+  } finally {
+    await backbone.dispose();
+  }
+  const ratios = runs.map((x) => Number(x.ratio));
+  results.realclips = {
+    dataset: 'surv_fight (first clips of manifest.csv)',
+    sampling: 'uniform:16, 224 centre crop',
+    bareCommand: 'ffmpeg -threads 2 -i F -vf scale=224:-2 -f null -',
+    medianRatio: median(ratios),
+    medianCpuRatio: median(runs.map((x) => Number(x.cpuRatio))),
+    runs,
+  };
+  log(`realclips  extract / bare decode: median ratio ${fmt(median(ratios), 2)} over ${runs.length} interleaved pass(es)`);
+}
+
 async function main(): Promise<void> {
   const dir = await makeTempDir('fw-bench-');
   const cacheDir = join(dir, 'cache');
@@ -394,6 +504,7 @@ async function main(): Promise<void> {
     if (want('queue')) await benchQueue(dir);
     if (want('windows')) await benchWindows(dir);
     if (want('streams')) await benchStreams(dir, cacheDir);
+    if (wantNamed('realclips')) await benchRealClips(dir);
   } finally {
     clearInterval(rssTimer);
     peakRss = Math.max(peakRss, process.memoryUsage.rss());

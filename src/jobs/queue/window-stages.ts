@@ -43,12 +43,15 @@ const geometryOf = (clip: ClipRef): FrameGeometry => ({ size: clip.sampling.size
 /** Decode stage of a windowed clip: the bytes checked, then a feature-store hit, or the probed video (no frames: see above). */
 export async function decodeWindowsStage(clip: WindowedClip, deps: StageDeps): Promise<WindowsDecodeJobResult> {
   const t0 = performance.now();
+  // the probe runs while the (long) video is hashed; on a store hit or changed bytes its result is dropped
+  const probing = probe(clip.path, deps.tools);
+  probing.catch(() => undefined);
   const hash = await contentHash(clip.path).catch((err: unknown) => {
     throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `cannot read ${clip.source}`, { cause: err });
   });
   checkSameBytes(clip, hash);
   if (await deps.store.has(windowsKeyOf(clip))) return { windows: true, hit: true, decodeMs: Math.round(performance.now() - t0) };
-  const info = await probe(clip.path, deps.tools);
+  const info = await probing;
   return { windows: true, hit: false, info, decodeMs: Math.round(performance.now() - t0) };
 }
 

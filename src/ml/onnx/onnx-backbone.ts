@@ -1,10 +1,10 @@
 /**
  * The `onnx` engine: the converted MobileNetV2 (see convert.ts) run by onnxruntime-node.
  *
- * One InferenceSession per backbone, created once and warmed up with one dummy batch. Frames go
- * in as the caller's rgb24 bytes without a copy (uint8 tensors are views of the input; the
- * graph itself casts, scales and transposes), in batches of `batchSize` (8: larger batches did
- * not help on CPU). Session runs are serialised: a second concurrent `embed` would only fight
+ * One InferenceSession per backbone, created once and warmed up with one dummy batch. On CPU it
+ * runs in its own thread (onnx-thread.ts), so the event loop stays free while it computes. Frames
+ * go in as the caller's rgb24 bytes (one copy per batch to that thread; the graph itself casts,
+ * scales and transposes), in batches of `batchSize` (8: larger batches did not help on CPU). Session runs are serialised: a second concurrent `embed` would only fight
  * the first for the same intra-op threads.
  */
 import { existsSync } from 'node:fs';
@@ -19,6 +19,7 @@ import { gridFeature } from '../grid-feature.js';
 import type { NsfwjsModelName } from '../pretrained-weights.js';
 import { ONNX_INPUT_NAME, ONNX_MAP_OUTPUT, ONNX_POOLED_OUTPUT } from './convert.js';
 import { ensureOnnxModel, type CacheLog, type OnnxModelFile } from './onnx-cache.js';
+import { ThreadSession, type FrameSession } from './onnx-thread.js';
 
 export type OnnxProvider = 'cpu' | 'cuda' | 'auto';
 export type OnnxLog = CacheLog;
@@ -88,24 +89,40 @@ function sessionOptions(threads: number, providers: readonly string[]): Ort.Infe
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     // flush denormals to zero: measured steadier frame rates on CPU (values are unaffected at cos 1.000000)
-    extra: { session: { set_denormal_as_zero: '1' } },
+    // no spin-waiting between operators: idle intra-op threads sleep instead of taking the cores
+    // the decoders run on (extract overlaps the two); results are the same bit for bit
+    extra: { session: { set_denormal_as_zero: '1', intra_op: { allow_spinning: '0' } } },
   };
 }
 
-async function openSession(ort: OrtModule, model: OnnxModelFile, threads: number, provider: OnnxProvider, log: OnnxLog): Promise<{ session: Ort.InferenceSession; backend: string }> {
+/** A session on the calling thread (the CUDA provider: the GPU computes, the thread waits). */
+function mainThreadSession(ort: OrtModule, session: Ort.InferenceSession): FrameSession {
+  return {
+    async run(input, bytes, dims, output) {
+      const result = await session.run({ [input]: new ort.Tensor('uint8', bytes, dims) }, [output]); // a view, no copy
+      const t = result[output];
+      if (!t || !(t.data instanceof Float32Array)) throw new FramewiseError('FW_ERR_INTERNAL', `onnx: the session returned no float '${output}' output`);
+      return t.data; // a CPU tensor: plain JS memory, collected with the array
+    },
+    release: () => session.release(),
+  };
+}
+
+async function openSession(ort: OrtModule, model: OnnxModelFile, threads: number, provider: OnnxProvider, log: OnnxLog): Promise<{ session: FrameSession; backend: string }> {
   if (provider !== 'cpu') {
     if (!cudaProviderInstalled()) {
       log('warn', `onnx: provider '${provider}' asked for CUDA, but onnxruntime-node's CUDA provider is not installed; running on CPU`);
     } else {
       try {
-        return { session: await ort.InferenceSession.create(model.path, sessionOptions(threads, ['cuda', 'cpu'])), backend: 'onnx-cuda' };
+        return { session: mainThreadSession(ort, await ort.InferenceSession.create(model.path, sessionOptions(threads, ['cuda', 'cpu']))), backend: 'onnx-cuda' };
       } catch (err) {
         log('warn', `onnx: the CUDA provider failed to load (${err instanceof Error ? err.message : String(err)}); running on CPU`);
       }
     }
   }
   try {
-    return { session: await ort.InferenceSession.create(model.path, sessionOptions(threads, ['cpu'])), backend: 'onnx-cpu' };
+    // on CPU the session runs in its own thread, so the event loop stays free for decoders while it computes
+    return { session: await ThreadSession.open(model.path, sessionOptions(threads, ['cpu']) as Record<string, unknown>), backend: 'onnx-cpu' };
   } catch (err) {
     throw new FramewiseError('FW_ERR_BACKBONE_UNAVAILABLE', `onnxruntime cannot open ${model.path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
@@ -117,8 +134,7 @@ class OnnxBackbone implements Backbone {
 
   constructor(
     readonly info: BackboneInfo,
-    private readonly ort: OrtModule,
-    private readonly session: Ort.InferenceSession,
+    private readonly session: FrameSession,
     private readonly model: OnnxModelFile,
     private readonly batchSize: number,
   ) {}
@@ -126,11 +142,7 @@ class OnnxBackbone implements Backbone {
   /** One session run on n frames; returns the requested output's floats. */
   async runBatch(bytes: Uint8Array, n: number, output: string): Promise<Float32Array> {
     const s = this.info.inputSize;
-    const input = new this.ort.Tensor('uint8', bytes, [n, s, s, 3]); // a view, no copy
-    const result = await this.session.run({ [ONNX_INPUT_NAME]: input }, [output]);
-    const t = result[output];
-    if (!t || !(t.data instanceof Float32Array)) throw new FramewiseError('FW_ERR_INTERNAL', `onnx: the session returned no float '${output}' output`);
-    return t.data; // a CPU tensor: plain JS memory, collected with the array
+    return this.session.run(ONNX_INPUT_NAME, bytes, [n, s, s, 3], output);
   }
 
   embed(frames: Uint8Array, count: number): Promise<Float32Array> {
@@ -191,7 +203,7 @@ export async function createOnnxBackbone(opts: OnnxBackboneOptions): Promise<Bac
     engine: 'onnx',
     backend,
   };
-  const backbone = new OnnxBackbone(info, ort, session, model, batchSize);
+  const backbone = new OnnxBackbone(info, session, model, batchSize);
   try {
     // warm-up: the first run allocates buffers and pre-packs weights; keep that out of timings
     await backbone.embed(new Uint8Array(batchSize * model.inputSize * model.inputSize * 3), batchSize);
