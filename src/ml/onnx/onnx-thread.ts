@@ -78,7 +78,10 @@ export class ThreadSession implements FrameSession {
   /** Start the thread and open the model there; rejects with the session's own error message. */
   static async open(modelPath: string, options: Record<string, unknown>): Promise<ThreadSession> {
     const ortPath = createRequire(import.meta.url).resolve('onnxruntime-node');
-    const s = new ThreadSession(new Worker(WORKER_SOURCE, { eval: true, workerData: { ortPath } }));
+    // the source is CommonJS: a parent started with `--input-type=module` (e.g. `node -e` as ESM)
+    // must not pass that flag on to the thread, which would read the string as a module
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+    const s = new ThreadSession(new Worker(WORKER_SOURCE, { eval: true, execArgv, workerData: { ortPath } }));
     try {
       await s.call({ type: 'open', path: modelPath, options });
     } catch (err) {
