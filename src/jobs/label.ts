@@ -10,7 +10,7 @@ import type { FeatureSequence } from '../features/feature-store.js';
 import type { InputItem } from '../features/inputs.js';
 import { formatSampling, formatWindows, type FrameGeometry, type WindowsPolicy } from '../media/sampling.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
-import type { TemporalHead } from '../ml/head.js';
+import { checkCompatible, type TemporalHead } from '../ml/head.js';
 import { topKIndices } from '../ml/metrics.js';
 import { DEFAULT_HYSTERESIS, meanScores, mergeSegments, resolveThreshold, validateSegmentOptions, type Segment, type ThresholdSource } from './segments.js';
 import { scoreWindows, type WindowsDeps, type WindowsOptions, type WindowsOutcome, type WindowsProgress } from './windows.js';
@@ -202,6 +202,8 @@ export async function labelWindowed(
   topK: number,
   run: { signal?: AbortSignal; onProgress?: (p: WindowsProgress) => void } = {},
 ): Promise<LabelSuccess> {
+  // grid and pooled features have the same dimension: only the feature kind tells them apart
+  checkCompatible(head.metadata, deps.identity, 'the model');
   const segmentation = segmentationFor(head, o);
   const opts: WindowsOptions = {
     policy: o.policy,

@@ -106,7 +106,7 @@ beforeAll(async () => {
   // the inline result to compare with (its own feature store)
   const head = await TemporalHead.load(modelDir);
   const config = testConfig(testEnv({ redisUrl: redis.url, prefix: 'win-inline', cacheDir: await freshCacheDir(join(work, 'inline')), dataDir: join(work, 'inline', 'data'), modelDir }));
-  const deps = await createWindowsDeps(runtimeFromConfig(config));
+  const deps = await createWindowsDeps(runtimeFromConfig(config, { featureKind: head.metadata.backbone.featureKind }));
   try {
     inline = await labelWindowed(video, video, head, deps, { policy, geometry: { size: 224, crop: 'center' } }, config.queue.topK);
   } finally {

@@ -86,11 +86,17 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
+function modelThreshold(): number {
+  const t = head.metadata.unknownThreshold;
+  if (t === undefined) throw new Error('the bundled head has no unknown threshold');
+  return t;
+}
+
 describe('windows over a video whose content changes', () => {
   let first: LabelSuccess;
 
   it('finds zoom_in, pan_left, zoom_out with boundaries within one stride, in one decode pass', async () => {
-    const rt = runtimeFromConfig(loadConfig({ FRAMEWISE_CACHE_DIR: cacheDir, FRAMEWISE_ENGINE: TEST_ENGINE, FRAMEWISE_LOG_LEVEL: 'warn' }));
+    const rt = runtimeFromConfig(loadConfig({ FRAMEWISE_CACHE_DIR: cacheDir, FRAMEWISE_ENGINE: TEST_ENGINE, FRAMEWISE_LOG_LEVEL: 'warn' }), { featureKind: head.metadata.backbone.featureKind });
     const deps = await createWindowsDeps(rt);
     deps.tools = { ...deps.tools, ffmpegPath: countingFfmpeg };
     try {
@@ -120,7 +126,8 @@ describe('windows over a video whose content changes', () => {
       aggregate: 'mean-of-windows',
       labels: head.labels,
       sampling: { policy: 'windows:2,1:uniform:16', size: 224, crop: 'center', windowSec: 2, strideSec: 1, framesPerWindow: 16 },
-      segmentation: { threshold: 0.5, thresholdSource: 'default', hysteresis: 0.1, minSegmentSec: 2, unknownLabel: 'unknown' },
+      // the bundled head carries the unknown threshold its training chose on validation data
+      segmentation: { threshold: modelThreshold(), thresholdSource: 'model', hysteresis: 0.1, minSegmentSec: 2, unknownLabel: 'unknown' },
       model: { id: 'motion4' },
       backbone: { id: 'mobilenet_v2_mid', engine: TEST_ENGINE },
     });
@@ -128,11 +135,11 @@ describe('windows over a video whose content changes', () => {
     expect(first.topK.map((t) => t.label)).toEqual(expect.arrayContaining(['zoom_in', 'pan_left', 'zoom_out']));
     // three actions: no one label describes the whole video (its mean top probability is below the threshold)
     expect(first.label).toBe('unknown');
-    expect(first.thresholds).toEqual({ unknown: 0.5 });
+    expect(first.thresholds).toEqual({ unknown: modelThreshold() });
   });
 
   it('a second run reads the pass from the feature store: no decode, no backbone, the same windows', async () => {
-    const rt = runtimeFromConfig(loadConfig({ FRAMEWISE_CACHE_DIR: cacheDir, FRAMEWISE_ENGINE: TEST_ENGINE, FRAMEWISE_LOG_LEVEL: 'warn' }));
+    const rt = runtimeFromConfig(loadConfig({ FRAMEWISE_CACHE_DIR: cacheDir, FRAMEWISE_ENGINE: TEST_ENGINE, FRAMEWISE_LOG_LEVEL: 'warn' }), { featureKind: head.metadata.backbone.featureKind });
     const deps = await createWindowsDeps(rt);
     deps.tools = { ...deps.tools, ffmpegPath: countingFfmpeg };
     const runsBefore = await ffmpegRuns();
