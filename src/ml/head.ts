@@ -8,7 +8,9 @@
  * (sequence-masking.ts); heads saved before keep the tfjs-layers layers their model.json names.
  * Training is a small custom loop so that it can do what `model.fit` cannot here: gradient
  * clipping by global norm, per-sample class weights, early stopping that restores the best
- * weights, and a seeded shuffle. Features are standardised with the training set's mean/std,
+ * weights, a seeded shuffle and seeded dropout masks (a fresh mask per batch, drawn from the
+ * training seed): the same data, seed and backend train the same weights, bit for bit on the CPU
+ * backends. Features are standardised with the training set's mean/std,
  * which are saved with the model.
  *
  * Saved as a directory: `model.json` + `weights.bin` (tfjs format) + `metadata.json`.
@@ -224,6 +226,31 @@ export function buildMeanBatch(examples: readonly SequenceExample[], T: number, 
   return out;
 }
 
+/**
+ * A seed for tfjs's normal-distribution initialisers (orthogonal): they treat 0 as "no seed" and
+ * draw from Math.random, so 0 is mapped to a fixed non-zero value.
+ */
+export function normalSeed(seed: number): number {
+  return seed === 0 ? 0x2545f491 : seed;
+}
+
+/** The tfjs-layers dropout layers of a model (their `seed` is read at every call). */
+function dropoutLayers(model: tf.LayersModel): Array<{ seed?: number }> {
+  return model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as Array<{ seed?: number }>;
+}
+
+/**
+ * Give every dropout layer its own seed for the next batch (drawn from `rng`), or clear them
+ * (`rng` undefined: after training, so the saved topology carries no seed). A fixed seed in
+ * tf.layers.dropout would repeat one mask at every call; unseeded, masks come from Math.random.
+ */
+export function seedDropout(model: tf.LayersModel, rng: (() => number) | undefined): void {
+  for (const layer of dropoutLayers(model)) {
+    if (rng) layer.seed = 1 + Math.floor(rng() * 0x7ffffffe);
+    else delete layer.seed;
+  }
+}
+
 function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number): tf.LayersModel {
   if (opts.cell === 'mean') {
     const input = tf.input({ shape: [inputDim] });
@@ -246,13 +273,13 @@ function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadO
     let layer: tf.layers.Layer;
     if (opts.cell === 'lstm') {
       // the same computation and initial weights as tf.layers.lstm (+ bidirectional concat), in far fewer kernels
-      layer = new FusedLstm({ units: opts.units, bidirectional: opts.bidirectional, returnSequences, kernelSeed: seed + 11 * i, recurrentSeed: seed + 13 * i });
+      layer = new FusedLstm({ units: opts.units, bidirectional: opts.bidirectional, returnSequences, kernelSeed: seed + 11 * i, recurrentSeed: normalSeed(seed + 13 * i) });
     } else {
       const cell = tf.layers.gru({
         units: opts.units,
         returnSequences,
         kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 11 * i }),
-        recurrentInitializer: tf.initializers.orthogonal({ seed: seed + 13 * i }),
+        recurrentInitializer: tf.initializers.orthogonal({ seed: normalSeed(seed + 13 * i) }),
       });
       layer = opts.bidirectional ? tf.layers.bidirectional({ layer: cell, mergeMode: 'concat' }) : cell;
     }
@@ -435,6 +462,8 @@ export class TemporalHead {
     const present = byClass.filter((ids) => ids.length > 0);
     const optimizer = tf.train.adam(opts.learningRate);
     const rng = createRng(opts.seed);
+    // dropout masks: their own seeded stream, so the shuffle order does not depend on the layer count
+    const dropoutRng = createRng((opts.seed ^ 0x5bd1e995) >>> 0);
     const variables = this.model.trainableWeights.map((w) => w.read() as tf.Variable);
     const history: EpochLog[] = [];
     let best = { loss: Infinity, epoch: 0, weights: undefined as tf.Tensor[] | undefined };
@@ -456,6 +485,7 @@ export class TemporalHead {
           await new Promise<void>((r) => setImmediate(r));
           if (signal?.aborted) break;
           const idx = order.slice(i, i + opts.batchSize);
+          seedDropout(this.model, dropoutRng);
           const batchLoss = tf.tidy(() => {
             const x = this.toInput(idx.map((k) => trainX[k] as SequenceExample), true);
             const yIdx = idx.map((k) => train.labels[k] as number);
@@ -505,6 +535,7 @@ export class TemporalHead {
       }
       if (best.weights) this.model.setWeights(best.weights);
     } finally {
+      seedDropout(this.model, undefined);
       best.weights?.forEach((t) => t.dispose());
       optimizer.dispose();
     }
