@@ -23,6 +23,8 @@ export interface FeatureKey {
   featureKind: FeatureKind;
   /** From `samplingKey(policy, geometry)`. */
   sampling: string;
+  /** The per-frame stream (features/streams.ts); absent = `rgb` (keys and paths of rgb features are unchanged). */
+  stream?: string;
 }
 
 export interface VideoSummary {
@@ -42,6 +44,8 @@ export interface FeatureSequence {
   /** count × dim floats. */
   data: Float32Array;
   video: VideoSummary;
+  /** Keypoint streams: per frame, 1 when something was seen, 0 when not (the frame's vector is then zero). */
+  present?: Uint8Array;
 }
 
 const MAGIC = Buffer.from('FWF1');
@@ -54,7 +58,9 @@ export class FeatureStore {
 
   pathFor(key: FeatureKey): string {
     const h = key.contentHash;
-    return join(this.root, 'features', 'v1', safe(key.backboneId), safe(key.backboneVersion), key.featureKind, safe(key.sampling), h.slice(0, 2), `${h}.fwf`);
+    // streams other than rgb get their own folder level; rgb paths stay where they always were
+    const stream = key.stream !== undefined && key.stream !== 'rgb' ? [`stream-${safe(key.stream)}`] : [];
+    return join(this.root, 'features', 'v1', ...stream, safe(key.backboneId), safe(key.backboneVersion), key.featureKind, safe(key.sampling), h.slice(0, 2), `${h}.fwf`);
   }
 
   /** The stored sequence, or undefined (missing, truncated or unreadable entries are misses). */
@@ -95,7 +101,7 @@ export class FeatureStore {
 }
 
 export function encodeEntry(seq: FeatureSequence): Buffer {
-  const header = Buffer.from(JSON.stringify({ key: seq.key, count: seq.count, dim: seq.dim, times: seq.times, video: seq.video }), 'utf8');
+  const header = Buffer.from(JSON.stringify({ key: seq.key, count: seq.count, dim: seq.dim, times: seq.times, video: seq.video, ...(seq.present ? { present: Array.from(seq.present) } : {}) }), 'utf8');
   const len = Buffer.alloc(4);
   len.writeUInt32LE(header.length);
   const data = Buffer.from(seq.data.buffer, seq.data.byteOffset, seq.data.byteLength);
@@ -106,7 +112,7 @@ export function decodeEntry(buf: Buffer, expected?: FeatureKey): FeatureSequence
   if (buf.length < 12 || !buf.subarray(0, 4).equals(MAGIC) || !buf.subarray(buf.length - 4).equals(END)) return undefined;
   const hlen = buf.readUInt32LE(4);
   if (8 + hlen > buf.length - 4) return undefined;
-  let header: { key: FeatureKey; count: number; dim: number; times: number[]; video: VideoSummary };
+  let header: { key: FeatureKey; count: number; dim: number; times: number[]; video: VideoSummary; present?: number[] };
   try {
     header = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as typeof header;
   } catch {
@@ -114,10 +120,11 @@ export function decodeEntry(buf: Buffer, expected?: FeatureKey): FeatureSequence
   }
   const dataBytes = header.count * header.dim * 4;
   if (8 + hlen + dataBytes + 4 !== buf.length) return undefined;
-  if (expected && (header.key.contentHash !== expected.contentHash || header.key.backboneVersion !== expected.backboneVersion)) return undefined;
+  if (expected && (header.key.contentHash !== expected.contentHash || header.key.backboneVersion !== expected.backboneVersion || (header.key.stream ?? 'rgb') !== (expected.stream ?? 'rgb'))) return undefined;
+  if (header.present !== undefined && header.present.length !== header.count) return undefined;
   const data = new Float32Array(header.count * header.dim);
   Buffer.from(data.buffer).set(buf.subarray(8 + hlen, 8 + hlen + dataBytes));
-  return { key: header.key, count: header.count, dim: header.dim, times: header.times, data, video: header.video };
+  return { key: header.key, count: header.count, dim: header.dim, times: header.times, data, video: header.video, ...(header.present ? { present: Uint8Array.from(header.present) } : {}) };
 }
 
 const hashCache = new Map<string, { size: number; mtimeMs: number; hash: string }>();

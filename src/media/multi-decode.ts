@@ -40,8 +40,8 @@ export interface LetterboxBatch {
 export interface MultiDecodeRequest {
   rgb?: FrameGeometry;
   motion?: FrameGeometry;
-  /** Side of the letterboxed square. */
-  letterbox?: number;
+  /** Sides of the letterboxed squares (one output per distinct side). */
+  letterbox?: number[];
 }
 
 export interface MultiDecodeResult {
@@ -49,7 +49,8 @@ export interface MultiDecodeResult {
   times: number[];
   rgb?: FrameBatch;
   motion?: FrameBatch;
-  letterbox?: LetterboxBatch;
+  /** One batch per side asked, in the order asked. */
+  letterbox?: LetterboxBatch[];
 }
 
 /** The picture's box inside an S×S letterbox of a width×height video (ffmpeg's rounding: even sizes, centred). */
@@ -100,7 +101,7 @@ export function buildMultiDecodeArgs(
     const f = [...buildGeometryFilters(request.motion), 'format=gbrp', 'tblend=all_mode=difference', `select='${select}'`, 'format=rgb24', ...info()];
     branches.push({ name: 'motion', size: request.motion.size, filters: f.join(',') });
   }
-  if (request.letterbox !== undefined) branches.push({ name: 'letterbox', size: request.letterbox, filters: [`select='${select}'`, ...buildLetterboxFilters(request.letterbox), ...info()].join(',') });
+  for (const size of new Set(request.letterbox ?? [])) branches.push({ name: 'letterbox', size, filters: [`select='${select}'`, ...buildLetterboxFilters(size), ...info()].join(',') });
   if (branches.length === 0) throw new FramewiseError('FW_ERR_INTERNAL', 'a multi-output decode needs at least one output');
   const labels = branches.map((_, i) => `o${i}`);
   const graph = [`[0:v:0]split=${branches.length}${labels.map((l) => `[s${l}]`).join('')}`, ...branches.map((b, i) => `[s${labels[i]}]${b.filters}[${labels[i]}]`)].join(';');
@@ -173,13 +174,15 @@ export async function decodeMulti(info: VideoInfo, policy: SamplingPolicy, reque
   }
   const frameTimes = Array.from({ length: count }, (_, k) => Math.max(0, (times[k] ?? (times[times.length - 1] ?? 0) + frameInterval * (k - times.length + 1)) - info.startTime));
   const out: MultiDecodeResult = { times: frameTimes };
+  const letterboxes = new Map<number, LetterboxBatch>();
   for (const f of frames) {
     // the same count everywhere: missing frames at the front (motion at a video's first frame) are black
     const data = new Uint8Array(count * f.frameBytes);
     const have = Math.min(f.count, count);
     data.set(f.bytes.subarray(0, have * f.frameBytes), (count - have) * f.frameBytes);
-    if (f.branch.name === 'letterbox') out.letterbox = { data, count, size: f.branch.size, content: letterboxContent(info.width, info.height, f.branch.size) };
+    if (f.branch.name === 'letterbox') letterboxes.set(f.branch.size, { data, count, size: f.branch.size, content: letterboxContent(info.width, info.height, f.branch.size) });
     else out[f.branch.name] = { size: f.branch.size, count, data, times: frameTimes };
   }
+  if (request.letterbox) out.letterbox = request.letterbox.map((s) => letterboxes.get(s) as LetterboxBatch);
   return out;
 }

@@ -31,7 +31,7 @@ describe('decodeMulti', () => {
   it('gives the same rgb frames as decodeFrames, and motion and letterboxed frames of the same count', async () => {
     const info = await probe(p('wide.mp4'));
     const single = await decodeFrames(info, uniform8, square);
-    const multi = await decodeMulti(info, uniform8, { rgb: square, motion: square, letterbox: 96 });
+    const multi = await decodeMulti(info, uniform8, { rgb: square, motion: square, letterbox: [96] });
     expect(multi.rgb?.count).toBe(8);
     expect(Buffer.from(multi.rgb?.data as Uint8Array).equals(Buffer.from(single.data))).toBe(true);
     expect(multi.times).toEqual(single.times);
@@ -41,7 +41,7 @@ describe('decodeMulti', () => {
     const m = mean(multi.motion?.data as Uint8Array);
     expect(m).toBeGreaterThan(0.5);
     expect(m).toBeLessThan(mean(single.data));
-    const lb = multi.letterbox;
+    const lb = multi.letterbox?.[0];
     expect(lb?.count).toBe(8);
     expect(lb?.size).toBe(96);
     // 16:9 in a square: bars above and below
