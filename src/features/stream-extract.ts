@@ -13,7 +13,7 @@ import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { probe, type MediaTools, type VideoInfo } from '../media/ffmpeg.js';
 import { decodeMulti, type MultiDecodeRequest, type MultiDecodeResult } from '../media/multi-decode.js';
 import { samplingKey, type FrameGeometry, type SamplingPolicy } from '../media/sampling.js';
-import type { Backbone } from '../ml/backbone.js';
+import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { StreamLayout } from '../ml/stream-layout.js';
 import type { ExtractStats } from './extract.js';
@@ -48,6 +48,8 @@ export class StreamExtractor {
   readonly cost: StreamCost = {};
   private backbone: Promise<Backbone> | undefined;
   private readonly keypoint = new Map<KeypointStreamId, Promise<FrameStream>>();
+  /** The backbone's own description, once it has been opened (engine and backend in use). */
+  loadedInfo: BackboneInfo | undefined;
 
   constructor(private readonly opts: StreamExtractorOptions) {}
 
@@ -66,7 +68,7 @@ export class StreamExtractor {
   private getBackbone(): Promise<Backbone> {
     if (!this.backbone) {
       this.backbone = this.opts.openBackbone();
-      this.backbone.catch(() => {
+      this.backbone.then((b) => (this.loadedInfo = b.info)).catch(() => {
         this.backbone = undefined;
       });
     }
@@ -178,6 +180,41 @@ export class StreamExtractor {
       out.push(seq);
     }
     this.stats.embedded++;
+    return out;
+  }
+
+  /**
+   * Frames/s of each stream's embedding on one file's frames (decoded once; nothing stored; each
+   * model is warmed on one frame first, so loading is not counted).
+   */
+  async measureSpeeds(path: string): Promise<Partial<Record<StreamId, number>>> {
+    const info = await probe(path, this.opts.tools);
+    const request: MultiDecodeRequest = {};
+    for (const id of this.opts.streams) {
+      if (id === 'rgb') request.rgb = this.opts.geometry;
+      else if (id === 'motion') request.motion = this.opts.geometry;
+      else (request.letterbox ??= []).push((await this.getKeypoint(id)).inputSize);
+    }
+    const decoded = await decodeMulti(info, this.opts.sampling, request, { tools: this.opts.tools });
+    const out: Partial<Record<StreamId, number>> = {};
+    for (const id of this.opts.streams) {
+      let run: (n: number) => Promise<unknown>;
+      if (id === 'rgb' || id === 'motion') {
+        const frames = decoded[id] as NonNullable<MultiDecodeResult['rgb']>;
+        const backbone = await this.getBackbone();
+        const bytes = frames.size * frames.size * 3;
+        run = (n) => backbone.embed(frames.data.subarray(0, n * bytes), n);
+      } else {
+        const s = await this.getKeypoint(id);
+        const lb = decoded.letterbox?.find((b) => b.size === s.inputSize) as NonNullable<MultiDecodeResult['letterbox']>[number];
+        const bytes = lb.size * lb.size * 3;
+        run = (n) => s.embed({ ...lb, data: lb.data.subarray(0, n * bytes), count: n });
+      }
+      await run(1);
+      const t0 = performance.now();
+      await run(decoded.times.length);
+      out[id] = decoded.times.length / Math.max(1e-6, (performance.now() - t0) / 1000);
+    }
     return out;
   }
 
