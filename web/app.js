@@ -318,7 +318,9 @@ function viewJob(id) {
     if (['completed', 'failed', 'cancelled'].includes(state)) cancelButton.remove();
   };
   const applyStatus = (st) => {
-    if (st.source) title.textContent = st.source;
+    // the name this browser submitted it under (the server names uploads by content only)
+    const mine = recall(JOBS_STORE).find((j) => j.id === id);
+    if (mine || st.source) title.textContent = mine ? mine.name : st.source;
     for (const s of STAGES) if (st.stages && st.stages[s]) setStage(s, st.stages[s].state, st.stages[s].progress, st.stages[s].detail);
     setState(st.state);
     if (st.state === 'completed' && st.result) finish(st.result);
@@ -903,11 +905,12 @@ async function start() {
   } catch {
     /* older server or no key yet: defaults */
   }
-  fetch('/readyz')
+  // with the key, /readyz names the model (`ok (<id> <version>)`); without, only `ok`
+  fetch('/readyz', { headers: authHeaders() })
     .then((r) => r.json())
     .then((body) => {
       const m = body && body.checks && body.checks.model;
-      if (typeof m === 'string') document.getElementById('model-info').textContent = m.startsWith('ok') ? `model ${m.replace(/^ok \(|\)$/g, '')}` : 'model not loadable';
+      if (typeof m === 'string') document.getElementById('model-info').textContent = m.startsWith('ok (') ? `model ${m.replace(/^ok \(|\)$/g, '')}` : m === 'ok' ? 'model ready' : 'model not loadable';
     })
     .catch(() => undefined);
   window.addEventListener('hashchange', route);

@@ -1,6 +1,8 @@
 /**
  * Prometheus metrics of the whole queue, served by the API (`GET /metrics`):
- * - `framewise_queue_jobs{queue,state}`: jobs per queue and state, read from Redis at each scrape;
+ * - `framewise_queue_jobs{queue,state}`: jobs per queue and state, read from Redis in the background
+ *   (a scrape waits at most 0.5 s for a fresh reading, then answers with the last one;
+ *   `framewise_queue_jobs_age_seconds` and `framewise_queue_jobs_stale` say how old it is);
  * - `framewise_stage_duration_seconds{stage}`: processing time of finished stage jobs;
  * - `framewise_frames_embedded_total`, `framewise_embed_frames_per_second`: embedding throughput
  *   (the counter's rate is the frames/s; the gauge is the last job's own rate);
@@ -8,12 +10,18 @@
  * plus the API process's default metrics. Stage events come from BullMQ's QueueEvents (Redis
  * streams), so they count the work of every worker on every machine while the API runs.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, QueueEvents } from 'bullmq';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { parseFailedReason } from '../jobs/queue/clips.js';
 import { ALL_QUEUES, STAGE_QUEUES, QueueName } from '../jobs/queue/names.js';
 import type { EmbedJobResult } from '../jobs/queue/payloads.js';
 import { workerConnection, type QueueRuntime } from '../jobs/queue/runtime.js';
+
+/** Queue counts younger than this are served without asking Redis again. */
+const QUEUE_READ_MAX_AGE_MS = 1000;
+/** How long a scrape waits for fresh queue counts before answering with the last ones. */
+const QUEUE_READ_WAIT_MS = 500;
 
 const JOB_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'waiting-children', 'completed', 'failed'] as const;
 
@@ -25,21 +33,59 @@ export interface ApiMetrics {
 export function createMetrics(rt: QueueRuntime): ApiMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'framewise_api_' });
+  // queue counts are read from Redis in the background and served from the last reading: a scrape
+  // never waits more than QUEUE_READ_WAIT_MS for Redis (an outage must not stall Prometheus)
+  let counts = new Map<string, Partial<Record<(typeof JOB_STATES)[number], number>>>();
+  let readAt = 0;
+  let lastFailed = false;
+  let reading: Promise<void> | undefined;
+  let readingSince = 0;
+  const readCounts = (): Promise<void> =>
+    (reading ??= (async () => {
+      readingSince = Date.now();
+      try {
+        const fresh = new Map<string, Partial<Record<(typeof JOB_STATES)[number], number>>>();
+        for (const name of ALL_QUEUES) fresh.set(name, await rt.queues[name].getJobCounts(...JOB_STATES));
+        counts = fresh;
+        readAt = Date.now();
+        lastFailed = false;
+      } catch {
+        lastFailed = true;
+      } finally {
+        reading = undefined;
+      }
+    })());
+  // prom-client collects every metric at once: each queue gauge waits for the same reading
+  const settle = async (): Promise<void> => {
+    if (Date.now() - readAt > QUEUE_READ_MAX_AGE_MS) await Promise.race([readCounts(), sleep(QUEUE_READ_WAIT_MS)]);
+  };
   new Gauge({
     name: 'framewise_queue_jobs',
-    help: 'Jobs per queue and state (read from Redis at scrape time).',
+    help: 'Jobs per queue and state (read from Redis in the background: see framewise_queue_jobs_age_seconds).',
     labelNames: ['queue', 'state'],
     registers: [registry],
     async collect() {
+      await settle();
       this.reset();
-      for (const name of ALL_QUEUES) {
-        try {
-          const counts = await rt.queues[name].getJobCounts(...JOB_STATES);
-          for (const state of JOB_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
-        } catch {
-          /* Redis down: leave the gauge empty rather than fail the scrape */
-        }
-      }
+      for (const [queue, c] of counts) for (const state of JOB_STATES) this.set({ queue, state }, c[state] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'framewise_queue_jobs_age_seconds',
+    help: 'Age of the framewise_queue_jobs values (seconds since Redis last answered; -1 before the first answer).',
+    registers: [registry],
+    async collect() {
+      await settle();
+      this.set(readAt === 0 ? -1 : (Date.now() - readAt) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'framewise_queue_jobs_stale',
+    help: '1 when the last reading of the queue counts failed, or Redis has not answered the current one within 0.5 s (the values are older), else 0.',
+    registers: [registry],
+    async collect() {
+      await settle();
+      this.set(lastFailed || (reading !== undefined && Date.now() - readingSince >= QUEUE_READ_WAIT_MS) ? 1 : 0);
     },
   });
   const duration = new Histogram({

@@ -9,7 +9,8 @@ import { isAbsolute, resolve, sep } from 'node:path';
 import { FramewiseError } from '../errors/index.js';
 import type { PathGuard } from '../jobs/queue/batches.js';
 
-const within = (p: string, root: string): boolean => p === root || p.startsWith(root.endsWith(sep) ? root : root + sep);
+/** Whether `p` is `root` or below it (both real, absolute paths). */
+export const isWithin = (p: string, root: string): boolean => p === root || p.startsWith(root.endsWith(sep) ? root : root + sep);
 
 /** A guard for these roots; relative paths are taken relative to the first root. */
 export function createPathGuard(roots: readonly string[]): PathGuard {
@@ -24,14 +25,14 @@ export function createPathGuard(roots: readonly string[]): PathGuard {
     const real = await getRealRoots();
     const lexical = isAbsolute(given) ? resolve(given) : resolve(roots[0] as string, given);
     const forbidden = (): FramewiseError => new FramewiseError('FW_ERR_PATH_FORBIDDEN', `${given} is outside the allowed roots (FRAMEWISE_PATH_ROOTS)`);
-    if (![...roots, ...real].some((r) => within(lexical, r))) throw forbidden();
+    if (![...roots, ...real].some((r) => isWithin(lexical, r))) throw forbidden();
     let target: string;
     try {
       target = await realpath(lexical);
     } catch (err) {
       throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `no such file or folder: ${given}`, { cause: err });
     }
-    if (!real.some((r) => within(target, r))) throw forbidden();
+    if (!real.some((r) => isWithin(target, r))) throw forbidden();
     return target;
   };
 }

@@ -69,6 +69,7 @@ export const SUBMITTED_BODY = {
     jobId: { type: 'string' },
     created: { type: 'boolean', description: 'false when the same bytes had been submitted before (same model): the same job' },
     state: { type: 'string' },
-    result: { type: 'object', additionalProperties: true, description: 'present when the job had already completed' },
+    source: { type: 'string', description: 'the clip as this request named it (the file name of an upload, the path or URL given)' },
+    result: { type: 'object', additionalProperties: true, description: 'present when the job had already completed (its `path` is this request\'s `source`)' },
   },
 } as const;

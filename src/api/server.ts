@@ -4,7 +4,7 @@
  * at /metrics, health at /healthz and /readyz. Errors: `{error: {code, message}}` with the HTTP
  * status of the code. Keys: FRAMEWISE_API_KEYS (bearer) protects everything but the health probes.
  */
-import { basename, join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import fastifyMultipart from '@fastify/multipart';
 import fastifySwagger from '@fastify/swagger';
@@ -25,16 +25,17 @@ import type { ClipWindows } from '../jobs/queue/payloads.js';
 import { ALL_QUEUES } from '../jobs/queue/names.js';
 import { openQueueRuntime, withQueue, type QueueRuntime } from '../jobs/queue/runtime.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
-import { createAuthHook } from './auth.js';
+import { createAuthHook, createKeyCheck } from './auth.js';
 import { modelRoutes } from './model-routes.js';
 import { trainingRoutes } from './training-routes.js';
 import { webPlugin } from './web.js';
-import { apiErrorHandler } from './errors.js';
+import { apiClientErrorHandler, apiErrorHandler, apiNotFoundHandler, safeStatus } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { createPathGuard } from './path-guard.js';
 import { BATCH_BODY, CLIP_JSON_BODY, ERROR_BODY, ID_PARAMS, RESULTS_QUERY, SUBMITTED_BODY, UPLOAD_QUERY } from './schemas.js';
 import { streamJobEvents } from './sse.js';
 import { downloadUrl, storeStream, type StoredUpload } from './uploads.js';
+import { createNetworkPolicy, hasCredentials } from '../net/net-guard.js';
 
 export interface ApiOptions {
   /** Use this runtime (not closed with the server) instead of opening one. */
@@ -77,10 +78,29 @@ interface BatchBody {
 
 const VERSION = '0.1.0';
 
+/** How long /readyz waits for Redis (an unreachable Redis is a failed check, not a slow probe). */
+const READY_TIMEOUT_MS = 2000;
+
+/** `p`, or a rejection after `ms` (p keeps running). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** A webhook URL is http(s) without credentials (its address is checked at each delivery: net-guard.ts). */
 function checkWebhook(url: string | undefined): void {
   if (url === undefined) return;
-  const ok = /^https?:\/\//i.test(url);
-  if (!ok) throw new FramewiseError('FW_ERR_REQUEST_INVALID', `webhook must be an http(s) URL, got ${url}`);
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'webhook must be an http(s) URL');
+  if (hasCredentials(parsed)) throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'webhook URLs with credentials (user:password@) are not accepted: put a secret in the path or query instead');
 }
 
 export async function buildServer(config: Config, opts: ApiOptions = {}): Promise<FastifyInstance> {
@@ -91,10 +111,23 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
   const tools = runtimeFromConfig(config).tools;
   const uploadsDir = join(q.dataDir, 'uploads');
   const metrics = createMetrics(rt);
+  const network = createNetworkPolicy(q.networkAllow);
+  /**
+   * Uploads this process is submitting, by file: a fresh upload whose submission fails is removed
+   * only when no other request of this process holds the same content-addressed file.
+   */
+  const holds = new Map<string, number>();
+  const release = async (file: { path: string; fresh: boolean }, failed: boolean): Promise<void> => {
+    const n = (holds.get(file.path) ?? 1) - 1;
+    if (n > 0) holds.set(file.path, n);
+    else holds.delete(file.path);
+    if (failed && file.fresh && n <= 0) await rm(file.path, { force: true }).catch(() => undefined);
+  };
 
   const loggerInstance: FastifyBaseLogger | undefined = opts.logLevel ? getLogger(opts.logLevel).child({ component: 'api' }) : undefined;
-  const app: FastifyInstance = Fastify({ ...(loggerInstance ? { loggerInstance } : { logger: false }), bodyLimit: 1 << 20, ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } } });
+  const app: FastifyInstance = Fastify({ ...(loggerInstance ? { loggerInstance } : { logger: false }), bodyLimit: 1 << 20, clientErrorHandler: apiClientErrorHandler, ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } } });
   app.setErrorHandler(apiErrorHandler);
+  app.setNotFoundHandler(apiNotFoundHandler);
   app.addHook('onRequest', createAuthHook(q.apiKeys));
   app.addHook('onClose', async () => {
     await metrics.close();
@@ -130,28 +163,35 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
     }
   };
 
-  /** Validate by probing, then queue; answers 202 (queued/running) or 200 with the stored result. */
-  const submit = async (reply: FastifyReply, file: StoredUpload | { path: string; contentHash?: undefined; fresh: false }, source: string, body: Awaited<ReturnType<typeof checkClipOptions>>) => {
+  /**
+   * Validate by probing, then queue; answers 202 (queued/running) or 200 with the stored result.
+   * The answer names the clip as this caller gave it (`source`): the job's bytes may have been
+   * submitted before under another name, which is not shown to later callers. A fresh upload whose
+   * submission fails (bad video, Redis unreachable) is removed again.
+   */
+  const submit = async (reply: FastifyReply, file: StoredUpload | { path: string; contentHash?: undefined; fresh: false }, source: string, jobSource: string, body: Awaited<ReturnType<typeof checkClipOptions>>) => {
+    const held = 'sizeBytes' in file;
+    let failed = true;
     try {
       await probe(file.path, tools);
-    } catch (err) {
-      if (file.fresh) await rm(file.path, { force: true });
-      throw err;
+      const out = await submitClip(rt, {
+        path: file.path,
+        source: jobSource,
+        ...(file.contentHash ? { contentHash: file.contentHash } : {}),
+        priority: 'interactive',
+        ...(body.webhook ? { webhook: body.webhook } : {}),
+        ...(body.topK ? { topK: body.topK } : {}),
+        ...(body.model ? { model: body.model } : {}),
+        ...(body.windows ? { windows: body.windows } : {}),
+      });
+      failed = false;
+      const status = await clipStatus(rt, out.jobId);
+      void reply.header('location', `/v1/jobs/${out.jobId}`);
+      if (status.state === 'completed') return reply.status(200).send({ jobId: out.jobId, created: out.created, state: status.state, source, ...(status.result ? { result: { ...status.result, path: source } } : {}) });
+      return reply.status(202).send({ jobId: out.jobId, created: out.created, state: status.state, source });
+    } finally {
+      if (held) await release(file, failed);
     }
-    const out = await submitClip(rt, {
-      path: file.path,
-      source,
-      ...(file.contentHash ? { contentHash: file.contentHash } : {}),
-      priority: 'interactive',
-      ...(body.webhook ? { webhook: body.webhook } : {}),
-      ...(body.topK ? { topK: body.topK } : {}),
-      ...(body.model ? { model: body.model } : {}),
-      ...(body.windows ? { windows: body.windows } : {}),
-    });
-    const status = await clipStatus(rt, out.jobId);
-    void reply.header('location', `/v1/jobs/${out.jobId}`);
-    if (status.state === 'completed') return reply.status(200).send({ jobId: out.jobId, created: out.created, state: status.state, result: status.result });
-    return reply.status(202).send({ jobId: out.jobId, created: out.created, state: status.state });
   };
 
   app.post<{ Body: ClipBody; Querystring: ClipOptions }>(
@@ -171,24 +211,26 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
         const part = await req.file();
         if (!part) throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'the multipart request has no file part');
         const options = await checkClipOptions(req.query);
-        const stored = await storeStream(part.file, uploadsDir, q.maxUploadBytes, part.filename);
-        const name = basename(part.filename || '') || `upload-${stored.contentHash.slice(0, 12)}`;
-        return submit(reply, stored, name, options);
+        const stored = await storeStream(part.file, uploadsDir, q.maxUploadBytes, part.filename, holds);
+        // the job itself carries no uploader's name (the same bytes may come from several people)
+        const anonymous = `upload-${stored.contentHash.slice(0, 12)}${extname(stored.path)}`;
+        const name = basename(part.filename || '') || anonymous;
+        return submit(reply, stored, name, anonymous, options);
       }
       const body = req.body ?? {};
       const options = await checkClipOptions(body);
       if ((body.path === undefined) === (body.url === undefined)) throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'send a multipart upload, or JSON with exactly one of `path` or `url`');
       if (body.path !== undefined) {
         const real = await guard(body.path);
-        return submit(reply, { path: real, fresh: false }, body.path, options);
+        return submit(reply, { path: real, fresh: false }, body.path, body.path, options);
       }
       if (!q.allowUrlInput) throw new FramewiseError('FW_ERR_URL_FORBIDDEN', 'URL input is disabled (set FRAMEWISE_ALLOW_URL_INPUT=true)');
-      const stored = await downloadUrl(body.url as string, uploadsDir, q.maxUploadBytes);
-      return submit(reply, stored, body.url as string, options);
+      const stored = await downloadUrl(body.url as string, uploadsDir, q.maxUploadBytes, network, { holds });
+      return submit(reply, stored, body.url as string, `download-${stored.contentHash.slice(0, 12)}${extname(stored.path)}`, options);
     },
   );
 
-  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { summary: 'A job: state, per-stage progress, result or error', tags: ['jobs'], params: ID_PARAMS } }, async (req) => clipStatus(rt, req.params.id));
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { summary: 'A job: state, per-stage progress, result or error', tags: ['jobs'], params: ID_PARAMS } }, async (req) => safeStatus(await clipStatus(rt, req.params.id)));
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/events',
@@ -197,7 +239,7 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
   );
 
   app.delete<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { summary: 'Cancel a job (waiting stages are removed; a running stage fails at its next check)', tags: ['jobs'], params: ID_PARAMS } }, async (req) =>
-    cancelClip(rt, req.params.id),
+    safeStatus(await cancelClip(rt, req.params.id)),
   );
 
   app.post<{ Body: BatchBody }>(
@@ -218,7 +260,7 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
     '/v1/batches/:id/results',
     { schema: { summary: 'Results of the finished files, in input order (JSON Lines or CSV, as `framewise label` writes them)', tags: ['batches'], params: ID_PARAMS, querystring: RESULTS_QUERY } },
     async (req, reply) => {
-      const results = await batchResults(rt, req.params.id);
+      const results = (await batchResults(rt, req.params.id)).map((r) => safeStatus(r));
       if (req.query.format === 'csv') return reply.type('text/csv; charset=utf-8').send(resultsToCsv(results));
       return reply.type('application/x-ndjson; charset=utf-8').send(resultsToJsonl(results));
     },
@@ -238,13 +280,19 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
 
   /** Heads already loaded once by /readyz, by folder and version (a promotion is checked again). */
   const modelChecks = new Map<string, Promise<void>>();
-  app.get('/readyz', { schema: { summary: 'Redis reachable and the current model loadable', tags: ['ops'] } }, async (_req, reply) => {
+  /**
+   * Readiness: `ok` or `failed` per check, never an error text (it may name hosts, ports or paths);
+   * the model's id and version only to callers with a key (or when no keys are configured).
+   */
+  const hasKey = createKeyCheck(q.apiKeys);
+  app.get('/readyz', { schema: { summary: 'Redis reachable and the current model loadable', tags: ['ops'] } }, async (req, reply) => {
     const checks: Record<string, string> = {};
     try {
-      await withQueue(() => rt.redis.ping());
+      await withTimeout(withQueue(() => rt.redis.ping()), READY_TIMEOUT_MS);
       checks.redis = 'ok';
     } catch (err) {
-      checks.redis = err instanceof Error ? err.message : String(err);
+      req.log.warn({ err: String(err) }, 'readiness: Redis check failed');
+      checks.redis = 'failed';
     }
     try {
       const info = await currentModelInfo(config);
@@ -256,9 +304,10 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
         modelChecks.set(key, check);
       }
       await check;
-      checks.model = `ok (${info.model.id} ${info.model.version})`;
+      checks.model = hasKey(req) ? `ok (${info.model.id} ${info.model.version})` : 'ok';
     } catch (err) {
-      checks.model = err instanceof Error ? err.message : String(err);
+      req.log.warn({ err: String(err) }, 'readiness: model check failed');
+      checks.model = 'failed';
     }
     const ready = checks.redis === 'ok' && checks.model?.startsWith('ok') === true;
     return reply.status(ready ? 200 : 503).send({ ready, checks });

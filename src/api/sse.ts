@@ -14,6 +14,7 @@ import { clipStatus, toResult, type ClipStatus } from '../jobs/queue/clips.js';
 import { STAGE_QUEUES } from '../jobs/queue/names.js';
 import type { QueueRuntime } from '../jobs/queue/runtime.js';
 import { FramewiseError } from '../errors/index.js';
+import { safeError, safeStatus } from './errors.js';
 
 export interface SseOptions {
   /** @defaultValue 200 */
@@ -67,7 +68,7 @@ export async function streamPolled<S>(req: FastifyRequest, reply: FastifyReply, 
         status = await read();
       } catch (err) {
         if (err instanceof FramewiseError && err.code === 'FW_ERR_QUEUE_UNAVAILABLE') continue; // Redis restarting: keep the stream
-        stream.send('error', { ...ids, error: err instanceof FramewiseError ? err.toJSON() : { code: 'FW_ERR_INTERNAL', message: String(err) } });
+        stream.send('error', { ...ids, error: safeError(err instanceof FramewiseError ? err.toJSON() : { code: 'FW_ERR_INTERNAL', message: String(err) }) });
         break;
       }
     }
@@ -94,7 +95,7 @@ export async function streamJobEvents(rt: QueueRuntime, jobId: string, req: Fast
       stream.send('state', { jobId, state: status.state, stage: status.stage });
     }
     if (status.state === 'completed' || status.state === 'failed' || status.state === 'cancelled') {
-      stream.send(status.state === 'completed' ? 'result' : status.state, { jobId, state: status.state, result: status.result, error: status.error, line: toResult(status) });
+      stream.send(status.state === 'completed' ? 'result' : status.state, { jobId, state: status.state, result: status.result, error: safeError(status.error), line: safeStatus(toResult(status)) });
       return true;
     }
     return false;

@@ -12,12 +12,12 @@
  * first root. A train worker (`framewise worker train`) runs the jobs.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config/index.js';
-import { FramewiseError } from '../errors/index.js';
+import { FramewiseError, toStorageError } from '../errors/index.js';
 import { readLabelledData } from '../features/inputs.js';
 import type { PathGuard } from '../jobs/queue/batches.js';
 import type { TrainingRequestOptions } from '../jobs/queue/payloads.js';
@@ -28,6 +28,7 @@ import { HEAD_OPTIONS_SCHEMA, TRAIN_OPTIONS_SCHEMA } from '../ml/head.js';
 import { MODEL_NAME_PATTERN } from '../ml/registry.js';
 import { parseSampling } from '../media/sampling.js';
 import { ID_PARAMS } from './schemas.js';
+import { ensureDir } from './uploads.js';
 import { streamPolled, type EventStream } from './sse.js';
 
 export interface TrainingRoutesOptions {
@@ -59,7 +60,7 @@ export const TRAINING_BODY = {
     split: {
       type: 'object',
       additionalProperties: false,
-      properties: { fraction: { type: 'number', exclusiveMinimum: 0, maximum: 0.9 }, column: { type: 'string' }, valValues: { type: 'array', items: { type: 'string' } }, groupColumn: { type: 'string' } },
+      properties: { fraction: { type: 'number', minimum: 0, maximum: 0.9, description: 'greater than 0' }, column: { type: 'string' }, valValues: { type: 'array', items: { type: 'string' } }, groupColumn: { type: 'string' } },
       description: 'validation rows: a stratified share (fraction, default 0.2), the rows whose `column` has one of `valValues`, or a group-aware share (`groupColumn`)',
     },
     head: { type: 'object', additionalProperties: true, description: 'head options as `framewise train` takes them: cell, units, layers, bidirectional, dropout, projection, pooling, temporalDiff' },
@@ -94,6 +95,8 @@ function checkOptions(body: TrainingBody): void {
   if ((body.manifest === undefined) === (body.csv === undefined)) problems.push('give exactly one of `manifest` or `csv`');
   if (body.valManifest !== undefined && (body.split?.column !== undefined || body.split?.groupColumn !== undefined)) problems.push('use either `valManifest` or a column split, not both');
   if (body.split?.column !== undefined && !body.split.valValues?.length) problems.push('split.column needs split.valValues');
+  // the schema says minimum 0 (an OpenAPI 3.0 document cannot carry draft-07's numeric exclusiveMinimum)
+  if (body.split?.fraction !== undefined && body.split.fraction <= 0) problems.push('split.fraction must be greater than 0');
   if (problems.length > 0) throw new FramewiseError('FW_ERR_REQUEST_INVALID', problems.join('; '));
 }
 
@@ -151,9 +154,13 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRoutesOptions> = async (
       if (b.csv !== undefined) {
         // the CSV is kept with the server's data (by content), its relative paths taken from the first root
         const dir = join(config.queue.dataDir, 'trainings');
-        await mkdir(dir, { recursive: true });
         manifest = join(dir, `manifest-${createHash('sha256').update(b.csv).digest('hex').slice(0, 16)}.csv`);
-        await writeFile(manifest, b.csv);
+        try {
+          await ensureDir(dir);
+          await writeFile(manifest, b.csv);
+        } catch (err) {
+          throw toStorageError(err, 'the training CSV (FRAMEWISE_DATA_DIR/trainings)');
+        }
         manifestBaseDir = config.queue.pathRoots[0];
         if (manifestBaseDir === undefined) throw new FramewiseError('FW_ERR_PATH_FORBIDDEN', 'reading server paths is disabled (FRAMEWISE_PATH_ROOTS is not set)');
       } else manifest = await guard(b.manifest as string);

@@ -7,9 +7,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FramewiseError } from '../errors/index.js';
+import { FramewiseError, toStorageError } from '../errors/index.js';
+import { guardedRequest, redactUrl, UnreachableError, type NetworkPolicy } from '../net/net-guard.js';
 
 export interface StoredUpload {
   /** Content-addressed file: `<dataDir>/uploads/<sha256><ext>`. */
@@ -22,15 +23,39 @@ export interface StoredUpload {
 
 const tooLarge = (limit: number): FramewiseError => new FramewiseError('FW_ERR_UPLOAD_TOO_LARGE', `the clip is larger than the limit of ${limit} bytes (FRAMEWISE_MAX_UPLOAD_BYTES)`, { details: { limit } });
 
+/**
+ * Make a folder (and its parents). A folder made alone first: on a read-only file system Node's
+ * recursive mkdir can report ENOENT rather than EROFS, which would hide the storage error.
+ */
+export async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT') throw err;
+    await mkdir(dir, { recursive: true });
+  }
+}
+
+/** An error of the file system (write stream, mkdir, rename): errno-style, with a syscall. */
+const isFsError = (err: unknown): boolean => typeof (err as NodeJS.ErrnoException | undefined)?.syscall === 'string';
+
 /** A safe extension kept for people browsing the folder (ffprobe decides what the file is). */
 function safeExt(name: string | undefined): string {
   const ext = extname(name ?? '').toLowerCase();
   return /^\.[a-z0-9]{1,8}$/.test(ext) ? ext : '.bin';
 }
 
-/** Stream to `<uploadsDir>/<sha256><ext>`, failing with FW_ERR_UPLOAD_TOO_LARGE past `limit` bytes. */
-export async function storeStream(source: NodeJS.ReadableStream, uploadsDir: string, limit: number, nameHint?: string): Promise<StoredUpload> {
-  await mkdir(uploadsDir, { recursive: true });
+/**
+ * Stream to `<uploadsDir>/<sha256><ext>`, failing with FW_ERR_UPLOAD_TOO_LARGE past `limit` bytes.
+ * With `holds`, the file's count there is raised before it is stored (the caller lowers it when
+ * done with the file), so that a concurrent request never removes a file another one uses.
+ */
+export async function storeStream(source: NodeJS.ReadableStream, uploadsDir: string, limit: number, nameHint?: string, holds?: Map<string, number>): Promise<StoredUpload> {
+  await ensureDir(uploadsDir).catch((err: unknown) => {
+    throw toStorageError(err, 'the upload');
+  });
   const tmp = join(uploadsDir, `.upload-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
   const hash = createHash('sha256');
   let size = 0;
@@ -53,42 +78,62 @@ export async function storeStream(source: NodeJS.ReadableStream, uploadsDir: str
     await rm(tmp, { force: true });
     if (err instanceof FramewiseError) throw err;
     if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge(limit);
+    if (isFsError(err)) throw toStorageError(err, 'the upload');
     throw err;
   }
   const contentHash = hash.digest('hex');
   const path = join(uploadsDir, `${contentHash}${safeExt(nameHint)}`);
+  holds?.set(path, (holds.get(path) ?? 0) + 1);
   const existed = await stat(path).then(
     () => true,
     () => false,
   );
   if (existed) await rm(tmp, { force: true });
-  else await rename(tmp, path);
+  else
+    await rename(tmp, path).catch(async (err: unknown) => {
+      holds?.set(path, (holds.get(path) ?? 1) - 1);
+      await rm(tmp, { force: true });
+      throw toStorageError(err, 'the upload');
+    });
   return { path, contentHash, sizeBytes: size, fresh: !existed };
 }
 
-/** Download an http(s) URL into the uploads folder (size-limited like an upload). */
-export async function downloadUrl(url: string, uploadsDir: string, limit: number, timeoutMs = 120_000): Promise<StoredUpload> {
+/**
+ * Download an http(s) URL into the uploads folder (size-limited like an upload). Internal
+ * addresses are refused after DNS resolution, on every redirect hop (see net-guard.ts); a
+ * refused address, a refused connection and a timeout give the same FW_ERR_URL_FETCH_FAILED.
+ */
+export async function downloadUrl(url: string, uploadsDir: string, limit: number, policy: NetworkPolicy, opts: { timeoutMs?: number; holds?: Map<string, number> } = {}): Promise<StoredUpload> {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new FramewiseError('FW_ERR_REQUEST_INVALID', `not a URL: ${url}`);
+    throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'not a URL');
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new FramewiseError('FW_ERR_URL_FORBIDDEN', `only http(s) URLs are accepted, not ${parsed.protocol}`);
-  let res: Response;
+  if (parsed.username !== '' || parsed.password !== '') throw new FramewiseError('FW_ERR_REQUEST_INVALID', 'URLs with credentials (user:password@) are not accepted');
+  const shown = redactUrl(url);
+  const signal = AbortSignal.timeout(opts.timeoutMs ?? 120_000);
+  let res: Awaited<ReturnType<typeof guardedRequest>>;
   try {
-    res = await fetch(parsed, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
+    res = await guardedRequest(parsed, { method: 'GET', signal }, policy);
   } catch (err) {
-    throw new FramewiseError('FW_ERR_URL_FETCH_FAILED', `cannot download ${url}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    if (!(err instanceof UnreachableError)) throw err;
+    throw new FramewiseError('FW_ERR_URL_FETCH_FAILED', `cannot download ${shown}: no answer in time, connection refused, or an address FRAMEWISE_NETWORK_ALLOW does not allow`, { cause: err });
   }
-  if (!res.ok || !res.body) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new FramewiseError('FW_ERR_URL_FETCH_FAILED', `cannot download ${url}: HTTP ${res.status}`);
+  if (res.status < 200 || res.status > 299) {
+    res.body.destroy();
+    throw new FramewiseError('FW_ERR_URL_FETCH_FAILED', `cannot download ${shown}: HTTP ${res.status}`);
   }
-  const declared = Number(res.headers.get('content-length') ?? NaN);
+  const declared = Number(res.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) {
-    await res.body.cancel().catch(() => undefined);
+    res.body.destroy();
     throw tooLarge(limit);
   }
-  return storeStream(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), uploadsDir, limit, parsed.pathname);
+  try {
+    return await storeStream(res.body, uploadsDir, limit, parsed.pathname, opts.holds);
+  } catch (err) {
+    if (err instanceof FramewiseError) throw err;
+    throw new FramewiseError('FW_ERR_URL_FETCH_FAILED', `cannot download ${shown}: the transfer did not complete`, { cause: err });
+  }
 }

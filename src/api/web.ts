@@ -12,8 +12,8 @@
  * The page talks to the API only through its public routes (POST /v1/clips, GET /v1/jobs/:id,
  * its SSE events, batches, models), so it shows exactly what a client of the API would get.
  */
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readFile, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { Job } from 'bullmq';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
@@ -23,6 +23,7 @@ import { isClipId, stageJobIds } from '../jobs/queue/idempotency.js';
 import { QueueName } from '../jobs/queue/names.js';
 import type { ClipRef } from '../jobs/queue/payloads.js';
 import { withQueue, type QueueRuntime } from '../jobs/queue/runtime.js';
+import { createPathGuard, isWithin } from './path-guard.js';
 
 export interface WebOptions {
   /** The queue runtime the API uses (to find a job's video). */
@@ -75,23 +76,55 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return { start, end };
 }
 
-/** Send a file, honouring one HTTP Range (206), for `<video>` seeking. */
-async function sendFile(reply: FastifyReply, path: string, type: string, rangeHeader: string | undefined): Promise<FastifyReply> {
+/**
+ * Open a job's file for serving, only if it is still what may be served: its real path within the
+ * allowed folders now (`guard`: FRAMEWISE_PATH_ROOTS and the uploads folder), opened without
+ * following a symlink in its last component (O_NOFOLLOW), and the opened file's own path checked
+ * again (a folder swapped for a symlink between the check and the open is caught too).
+ */
+async function openServable(path: string, guard: (p: string) => Promise<string>, allowed: () => Promise<readonly string[]>): Promise<FileHandle> {
+  const real = await guard(path);
+  let handle: FileHandle;
+  try {
+    handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new FramewiseError('FW_ERR_PATH_FORBIDDEN', 'the video of this job is outside the allowed roots (FRAMEWISE_PATH_ROOTS)');
+    throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', 'the video of this job is no longer on the server', { cause: err });
+  }
+  try {
+    const opened = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => real);
+    const roots = await allowed();
+    if (!roots.some((r) => isWithin(opened, r))) throw new FramewiseError('FW_ERR_PATH_FORBIDDEN', 'the video of this job is outside the allowed roots (FRAMEWISE_PATH_ROOTS)');
+    if (!(await handle.stat()).isFile()) throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', 'the video of this job is not a regular file');
+    return handle;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+/** Send an opened file, honouring one HTTP Range (206), for `<video>` seeking; the handle is closed after. */
+async function sendFile(reply: FastifyReply, handle: FileHandle, type: string, rangeHeader: string | undefined): Promise<FastifyReply> {
   let size: number;
   try {
-    size = (await stat(path)).size;
+    size = (await handle.stat()).size;
   } catch (err) {
+    await handle.close();
     throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', 'the video of this job is no longer on the server', { cause: err });
   }
   void reply.header('accept-ranges', 'bytes').header('content-type', type).header('cache-control', 'private, max-age=3600');
   const range = parseRange(rangeHeader, size);
-  if (range === 'invalid') return reply.status(416).header('content-range', `bytes */${size}`).send();
-  if (range === undefined) return reply.header('content-length', size).send(createReadStream(path));
+  if (range === 'invalid') {
+    await handle.close();
+    return reply.status(416).header('content-range', `bytes */${size}`).send();
+  }
+  if (range === undefined) return reply.header('content-length', size).send(handle.createReadStream({ autoClose: true }));
   return reply
     .status(206)
     .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
     .header('content-length', range.end - range.start + 1)
-    .send(createReadStream(path, { start: range.start, end: range.end }));
+    .send(handle.createReadStream({ start: range.start, end: range.end, autoClose: true }));
 }
 
 /** The file a clip job reads (its ClipRef), from whichever of its stage jobs still exists. */
@@ -142,6 +175,12 @@ export const webPlugin: FastifyPluginAsync<WebOptions> = async (app, opts) => {
     windows: opts.windows ?? false,
   }));
 
+  // a job's video is served only from where it may be read now: the roots, or the uploads folder
+  const servable = [...opts.config.queue.pathRoots, join(opts.config.queue.dataDir, 'uploads')];
+  const guard = createPathGuard(servable);
+  let realServable: Promise<string[]> | undefined;
+  const allowed = (): Promise<string[]> => (realServable ??= Promise.all(servable.map((r) => realpath(r).catch(() => r))));
+
   // the API may serve videos itself one day: then its route wins (register this plugin after the API's routes)
   if (!app.hasRoute({ method: 'GET', url: '/v1/jobs/:id/video' })) {
     app.get<{ Params: { id: string } }>(
@@ -149,7 +188,8 @@ export const webPlugin: FastifyPluginAsync<WebOptions> = async (app, opts) => {
       { schema: { summary: "The job's video (the uploaded file or the server path it read), with HTTP Range support", tags: ['jobs'] } },
       async (req, reply) => {
         const path = await clipPath(opts.runtime, req.params.id);
-        return sendFile(reply, path, VIDEO_TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream', req.headers.range);
+        const handle = await openServable(path, guard, allowed);
+        return sendFile(reply, handle, VIDEO_TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream', req.headers.range);
       },
     );
   }

@@ -23,6 +23,7 @@ import { currentModelInfo, type ModelInfo } from '../jobs/queue/model-info.js';
 import type { ClipWindows } from '../jobs/queue/payloads.js';
 import { isBatchId } from '../jobs/queue/idempotency.js';
 import { openQueueRuntime, type QueueRuntime } from '../jobs/queue/runtime.js';
+import { FORCED_EXIT_CODE, shutdownOnSignals, startHoldingSignals } from '../jobs/queue/shutdown.js';
 import { ALL_WORKER_KINDS, closeOnSignals, startWorkers, WORKER_KINDS, type WorkerKind } from '../jobs/queue/workers.js';
 import { probe } from '../media/ffmpeg.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
@@ -58,19 +59,27 @@ const line = (io: CliIo, v: unknown): void => {
 
 async function cmdServe(o: { host?: string; port?: number }, config: Config, io: CliIo): Promise<number> {
   const { startServer } = await import('../api/server.js');
-  const { app, url } = await startServer(config, o, { logLevel: getLogger().level });
-  line(io, { listening: url });
-  await new Promise<void>((res) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      getLogger().info({ signal }, 'api: closing');
-      process.removeListener('SIGTERM', stop);
-      process.removeListener('SIGINT', stop);
-      void app.close().then(() => res());
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
-  return EXIT.OK;
+  const log = getLogger();
+  // graceful: stop listening, let requests finish, close the queue connections; forced (deadline
+  // or a second signal): cut the client connections (open event streams included); see shutdown.ts
+  const outcome = await startHoldingSignals(
+    () => startServer(config, o, { logLevel: log.level }),
+    ({ app, url }) => {
+      line(io, { listening: url });
+      return shutdownOnSignals(
+        'api',
+        {
+          graceful: () => app.close(),
+          force: async () => {
+            app.server.closeAllConnections();
+          },
+        },
+        { timeoutMs: config.queue.shutdownTimeoutMs, log },
+      );
+    },
+    { timeoutMs: config.queue.shutdownTimeoutMs, log },
+  );
+  return outcome === 'graceful' ? EXIT.OK : FORCED_EXIT_CODE;
 }
 
 /** `all`, one kind, or a comma-separated list (`embed,classify,webhook`). */
@@ -83,9 +92,9 @@ export function parseWorkerKinds(text: string): WorkerKind[] {
 }
 
 async function cmdWorker(kinds: WorkerKind[], config: Config): Promise<number> {
-  const group = await startWorkers(kinds, config);
-  await closeOnSignals(group);
-  return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+  const log = getLogger(config.logLevel);
+  const outcome = await startHoldingSignals(() => startWorkers(kinds, config, { log }), (group) => closeOnSignals(group, undefined, log), { timeoutMs: config.queue.shutdownTimeoutMs, log });
+  return outcome === 'graceful' ? EXIT.OK : FORCED_EXIT_CODE;
 }
 
 interface WindowsFlags {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { FramewiseError } from '../errors/index.js';
 import { BACKBONE_IDS, ENGINES, FEATURE_KINDS } from '../ml/backbone.js';
+import { validateCidrs } from '../net/net-guard.js';
 
 /** The project root (where package.json, pretrained/ and samples/ live), from src/ or dist/src/. */
 export const PROJECT_ROOT = (() => {
@@ -75,6 +76,13 @@ export const ENV_SCHEMA = z.object({
   FRAMEWISE_STALLED_INTERVAL_MS: intFromString(500).default(30_000),
   FRAMEWISE_WEBHOOK_ATTEMPTS: intFromString(1).default(5),
   FRAMEWISE_WEBHOOK_TIMEOUT_MS: intFromString(100).default(10_000),
+  FRAMEWISE_SHUTDOWN_TIMEOUT_MS: intFromString(0).max(60_000).default(8000),
+  FRAMEWISE_NETWORK_ALLOW: z
+    .string()
+    .optional()
+    .superRefine((v, ctx) => {
+      for (const problem of validateCidrs(listOf(v))) ctx.addIssue({ code: 'custom', message: problem });
+    }),
 });
 
 export type EnvConfig = z.infer<typeof ENV_SCHEMA>;
@@ -138,6 +146,13 @@ export interface QueueConfig {
   readonly stalledIntervalMs: number;
   readonly webhookAttempts: number;
   readonly webhookTimeoutMs: number;
+  /** How long `serve` and `worker` wait for a graceful close on SIGTERM/SIGINT before they force it. */
+  readonly shutdownTimeoutMs: number;
+  /**
+   * Address ranges (CIDRs) that webhooks and URL input may reach although they are loopback,
+   * private, link-local or otherwise internal (refused by default); empty = public addresses only.
+   */
+  readonly networkAllow: readonly string[];
 }
 
 /** Validate an environment (default: process.env) into a frozen Config; all problems in one error. */
@@ -195,6 +210,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       stalledIntervalMs: e.FRAMEWISE_STALLED_INTERVAL_MS,
       webhookAttempts: e.FRAMEWISE_WEBHOOK_ATTEMPTS,
       webhookTimeoutMs: e.FRAMEWISE_WEBHOOK_TIMEOUT_MS,
+      shutdownTimeoutMs: e.FRAMEWISE_SHUTDOWN_TIMEOUT_MS,
+      networkAllow: Object.freeze(listOf(e.FRAMEWISE_NETWORK_ALLOW)),
     }),
   });
 }

@@ -41,6 +41,14 @@ export interface ExtractStats {
   framesEmbedded: number;
 }
 
+/**
+ * Errors that are not the file's fault and would come back for every file (no backbone, a full
+ * or read-only cache folder): a run stops with one error (exit 3) instead of failing each file.
+ */
+export function stopsTheRun(err: FramewiseError): boolean {
+  return err.code === 'FW_ERR_BACKBONE_UNAVAILABLE' || err.code === 'FW_ERR_STORAGE_FULL' || err.code === 'FW_ERR_STORAGE_READONLY';
+}
+
 export class Extractor {
   readonly stats: ExtractStats = { decoded: 0, embedded: 0, cached: 0, failed: 0, framesEmbedded: 0 };
   private backbone: Promise<Backbone> | undefined;
@@ -174,8 +182,8 @@ export class Extractor {
         yield { item, ok: true, seq: await this.embed(d), cached: false, info: d.info };
       } catch (err) {
         const error = toFramewiseError(err);
-        // a backbone that cannot load is not this file's fault: stop the batch
-        if (error.code === 'FW_ERR_BACKBONE_UNAVAILABLE') throw error;
+        // a backbone that cannot load, or a cache that cannot be written, is not this file's fault: stop the batch
+        if (stopsTheRun(error)) throw error;
         this.stats.failed++;
         yield { item, ok: false, error };
       }

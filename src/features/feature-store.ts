@@ -4,15 +4,19 @@
  * Key: (content hash of the file, backbone id + version, feature kind, sampling key). The engine
  * is not part of the key: the onnx and tfjs engines give the same embeddings (parity-tested).
  *
- * File format (`.fwf`): "FWF1" | uint32 LE header length | header JSON | float32 LE data | "FWF$".
- * Writes go to a unique temporary file that is renamed into place, so concurrent writers never
- * leave a half-written entry; a file whose length does not match its header (truncated) is a miss.
+ * File format (`.fwf`, version 2): "FWF2" | uint32 LE header length | header JSON | float32 LE data |
+ * sha256 of everything before it (32 bytes) | "FWF$". Writes go to a unique temporary file that is
+ * renamed into place, so concurrent writers never leave a half-written entry. Every read checks the
+ * whole entry (magic, lengths, checksum, a complete header for the expected key); an entry that
+ * fails any check (truncated, bit rot, hand edits, an older format such as FWF1) is dropped and
+ * reads as a miss, so it is recomputed: an invalid entry is never trusted and never fatal.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FramewiseError } from '../errors/index.js';
+import { toStorageError } from '../errors/index.js';
+import { makeDir } from '../errors/make-dir.js';
 import type { FeatureKind } from '../ml/backbone.js';
 
 export interface FeatureKey {
@@ -48,8 +52,9 @@ export interface FeatureSequence {
   present?: Uint8Array;
 }
 
-const MAGIC = Buffer.from('FWF1');
+const MAGIC = Buffer.from('FWF2');
 const END = Buffer.from('FWF$');
+const DIGEST_BYTES = 32;
 
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9._-]+/g, '_');
 
@@ -63,7 +68,10 @@ export class FeatureStore {
     return join(this.root, 'features', 'v1', ...stream, safe(key.backboneId), safe(key.backboneVersion), key.featureKind, safe(key.sampling), h.slice(0, 2), `${h}.fwf`);
   }
 
-  /** The stored sequence, or undefined (missing, truncated or unreadable entries are misses). */
+  /**
+   * The stored sequence, or undefined: a missing, unreadable or invalid entry is a miss, and an
+   * invalid one is removed (best effort) so that the recomputed sequence replaces it.
+   */
   async get(key: FeatureKey): Promise<FeatureSequence | undefined> {
     const file = this.pathFor(key);
     let buf: Buffer;
@@ -73,29 +81,26 @@ export class FeatureStore {
       return undefined;
     }
     const seq = decodeEntry(buf, key);
-    if (!seq) await rm(file, { force: true }); // truncated or corrupt: drop it, it will be recomputed
+    // invalid: drop it; a folder that cannot be written keeps it, and it stays a miss
+    if (!seq) await rm(file, { force: true }).catch(() => undefined);
     return seq;
   }
 
+  /** Whether a valid entry is stored (the whole entry is checked, as `get` does; an invalid one is dropped). */
   async has(key: FeatureKey): Promise<boolean> {
-    try {
-      const st = await stat(this.pathFor(key));
-      return st.size > 0;
-    } catch {
-      return false;
-    }
+    return (await this.get(key)) !== undefined;
   }
 
   async put(seq: FeatureSequence): Promise<void> {
     const file = this.pathFor(seq.key);
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      await mkdir(dirname(file), { recursive: true });
+      await makeDir(dirname(file));
       await writeFile(tmp, encodeEntry(seq));
       await rename(tmp, file);
     } catch (err) {
-      await rm(tmp, { force: true });
-      throw new FramewiseError('FW_ERR_FEATURE_STORE', `cannot write the feature store entry ${file}`, { cause: err });
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw toStorageError(err, 'the feature store', 'FW_ERR_FEATURE_STORE');
     }
   }
 }
@@ -105,26 +110,73 @@ export function encodeEntry(seq: FeatureSequence): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32LE(header.length);
   const data = Buffer.from(seq.data.buffer, seq.data.byteOffset, seq.data.byteLength);
-  return Buffer.concat([MAGIC, len, header, data, END]);
+  const body = Buffer.concat([MAGIC, len, header, data]);
+  return Buffer.concat([body, createHash('sha256').update(body).digest(), END]);
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isFiniteNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const KEY_FIELDS = ['contentHash', 'backboneId', 'backboneVersion', 'featureKind', 'sampling'] as const;
+
+type Header = Omit<FeatureSequence, 'data'>;
+
+/** The header if it is complete and well-typed (and names `expected`, when given); else undefined. */
+function toHeader(h: unknown, expected: FeatureKey | undefined): Header | undefined {
+  if (!isObject(h) || !isObject(h.key) || !isObject(h.video)) return undefined;
+  const key = h.key;
+  if (!KEY_FIELDS.every((f) => typeof key[f] === 'string' && (expected === undefined || key[f] === expected[f]))) return undefined;
+  if (!isCount(h.count) || !isCount(h.dim) || h.dim === 0) return undefined;
+  if (!Array.isArray(h.times) || h.times.length !== h.count || !h.times.every(isFiniteNumber)) return undefined;
+  const v = h.video;
+  if (!isFiniteNumber(v.durationSec) || !isFiniteNumber(v.width) || !isFiniteNumber(v.height) || !isFiniteNumber(v.fps)) return undefined;
+  return {
+    key: key as unknown as FeatureKey,
+    count: h.count,
+    dim: h.dim,
+    times: h.times as number[],
+    video: { durationSec: v.durationSec, width: v.width, height: v.height, fps: v.fps },
+  };
+}
+
+/** A keypoint stream's presence mask from a header: absent → undefined; invalid (not `count` 0/1 values) → null. */
+function toPresent(h: unknown, count: number): Uint8Array | null | undefined {
+  if (!isObject(h) || h.present === undefined) return undefined;
+  const p = h.present;
+  if (!Array.isArray(p) || p.length !== count || !p.every((v) => v === 0 || v === 1)) return null;
+  return Uint8Array.from(p as number[]);
+}
+
+/**
+ * The sequence in an entry, or undefined when the entry is not a whole, valid version-2 entry (for
+ * `expected`, when given): wrong magic or length, checksum mismatch, an unparsable or incomplete
+ * header, another key.
+ */
 export function decodeEntry(buf: Buffer, expected?: FeatureKey): FeatureSequence | undefined {
-  if (buf.length < 12 || !buf.subarray(0, 4).equals(MAGIC) || !buf.subarray(buf.length - 4).equals(END)) return undefined;
+  const min = 8 + DIGEST_BYTES + END.length;
+  if (buf.length < min || !buf.subarray(0, 4).equals(MAGIC) || !buf.subarray(buf.length - END.length).equals(END)) return undefined;
+  const bodyEnd = buf.length - END.length - DIGEST_BYTES;
+  const digest = createHash('sha256').update(buf.subarray(0, bodyEnd)).digest();
+  if (!digest.equals(buf.subarray(bodyEnd, bodyEnd + DIGEST_BYTES))) return undefined;
   const hlen = buf.readUInt32LE(4);
-  if (8 + hlen > buf.length - 4) return undefined;
-  let header: { key: FeatureKey; count: number; dim: number; times: number[]; video: VideoSummary; present?: number[] };
+  if (8 + hlen > bodyEnd) return undefined;
+  let header: Header | undefined;
+  let present: Uint8Array | null | undefined;
   try {
-    header = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as typeof header;
+    const raw = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as unknown;
+    header = toHeader(raw, expected);
+    present = header ? toPresent(raw, header.count) : undefined;
   } catch {
     return undefined;
   }
+  if (!header || present === null) return undefined;
+  // streams other than rgb (an absent stream is rgb)
+  if (expected && (header.key.stream ?? 'rgb') !== (expected.stream ?? 'rgb')) return undefined;
   const dataBytes = header.count * header.dim * 4;
-  if (8 + hlen + dataBytes + 4 !== buf.length) return undefined;
-  if (expected && (header.key.contentHash !== expected.contentHash || header.key.backboneVersion !== expected.backboneVersion || (header.key.stream ?? 'rgb') !== (expected.stream ?? 'rgb'))) return undefined;
-  if (header.present !== undefined && header.present.length !== header.count) return undefined;
+  if (8 + hlen + dataBytes !== bodyEnd) return undefined;
   const data = new Float32Array(header.count * header.dim);
-  Buffer.from(data.buffer).set(buf.subarray(8 + hlen, 8 + hlen + dataBytes));
-  return { key: header.key, count: header.count, dim: header.dim, times: header.times, data, video: header.video, ...(header.present ? { present: Uint8Array.from(header.present) } : {}) };
+  Buffer.from(data.buffer).set(buf.subarray(8 + hlen, bodyEnd));
+  return { ...header, data, ...(present ? { present } : {}) };
 }
 
 const hashCache = new Map<string, { size: number; mtimeMs: number; hash: string }>();

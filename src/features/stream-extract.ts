@@ -16,7 +16,7 @@ import { samplingKey, type FrameGeometry, type SamplingPolicy } from '../media/s
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { StreamLayout } from '../ml/stream-layout.js';
-import type { ExtractStats } from './extract.js';
+import { stopsTheRun, type ExtractStats } from './extract.js';
 import { contentHash, type FeatureKey, type FeatureSequence, type FeatureStore } from './feature-store.js';
 import { isKeypointStream, type FrameStream, type KeypointStreamId, type StreamId } from './streams.js';
 
@@ -234,7 +234,7 @@ export class StreamExtractor {
       const d = await (pending.shift() as Promise<Prepared | FramewiseError>);
       if (next < items.length) start(next++);
       if (d instanceof FramewiseError) {
-        if (d.code === 'FW_ERR_STREAM_UNAVAILABLE') throw d;
+        if (stopsTheRun(d) || d.code === 'FW_ERR_STREAM_UNAVAILABLE') throw d;
         this.stats.failed++;
         yield { item, ok: false, error: d };
         continue;
@@ -249,7 +249,7 @@ export class StreamExtractor {
       } catch (err) {
         const error = toFramewiseError(err);
         // a model that cannot load is not this file's fault: stop the batch
-        if (error.code === 'FW_ERR_BACKBONE_UNAVAILABLE' || error.code === 'FW_ERR_STREAM_UNAVAILABLE') throw error;
+        if (stopsTheRun(error) || error.code === 'FW_ERR_STREAM_UNAVAILABLE') throw error;
         this.stats.failed++;
         yield { item, ok: false, error };
       }

@@ -5,7 +5,7 @@
  * same fields plus `video`, `labels`, `windows[]`, `segments[]` and `segmentation`.
  */
 import { toFramewiseError, type FramewiseError } from '../errors/index.js';
-import type { Extractor } from '../features/extract.js';
+import { stopsTheRun, type Extractor } from '../features/extract.js';
 import type { StreamExtractor } from '../features/stream-extract.js';
 import { combineSequences } from '../ml/stream-layout.js';
 import type { FeatureSequence } from '../features/feature-store.js';
@@ -241,7 +241,7 @@ export async function* labelItemsWindowed(items: readonly InputItem[], head: Tem
       yield await labelWindowed(item.path, item.source, head, deps, o, topK, signal ? { signal } : {});
     } catch (err) {
       const e = toFramewiseError(err);
-      if (e.code === 'FW_ERR_BACKBONE_UNAVAILABLE' || e.code === 'FW_ERR_CONFIG_INVALID') throw e;
+      if (stopsTheRun(e) || e.code === 'FW_ERR_CONFIG_INVALID') throw e;
       yield failure(item.source, e);
     }
   }

@@ -4,8 +4,83 @@
  */
 import { maxPassFrames, windowGrid, type DecodePolicy, type FrameGeometry } from './sampling.js';
 
+/**
+ * The demuxers ffprobe and ffmpeg may use: video containers and raw streams that read only the one
+ * file they are given (plus a few audio containers, so an audio file is told apart as audio). Not
+ * here, on purpose: playlists and manifests (hls, dash), lists (concat), image sequences (image2),
+ * session descriptions (sdp, rtp, rtsp), IMF packages, subtitle pairs (vobsub) and everything else
+ * that opens other files or URLs. Names as `ffmpeg -demuxers` lists them (the first of a group).
+ */
+export const ALLOWED_DEMUXERS: readonly string[] = Object.freeze([
+  // containers
+  'mov', // mov,mp4,m4a,3gp,3g2,mj2 (external data references stay off: enable_drefs defaults to 0)
+  'matroska', // matroska,webm
+  'avi',
+  'flv',
+  'mpegts',
+  'mpeg', // MPEG-PS (VOB)
+  'ogg',
+  'asf', // WMV
+  'mxf',
+  'nut',
+  'rm',
+  'wtv',
+  'dv',
+  'gxf',
+  'ivf',
+  'yuv4mpegpipe',
+  'mpjpeg', // multipart JPEG, as IP cameras stream it
+  'dhav', // Dahua CCTV recordings
+  // raw elementary video streams
+  'mpegvideo',
+  'm4v',
+  'h261',
+  'h263',
+  'h264',
+  'hevc',
+  'vc1',
+  'obu',
+  'av1',
+  'mjpeg',
+  'cavsvideo',
+  'dirac',
+  // audio only (refused later as FW_ERR_MEDIA_NO_VIDEO_STREAM)
+  'mp3',
+  'wav',
+  'aac',
+  'flac',
+]);
+
+/**
+ * Input options that keep ffprobe and ffmpeg on the one local file: only the `file` protocol (no
+ * http, tcp, udp, rtp, data, subfile, concat, pipe …), and only the allowed demuxers (so a
+ * playlist, manifest or list is refused when it is opened, before any entry of it is read).
+ */
+export function buildInputGuardArgs(): string[] {
+  return ['-protocol_whitelist', 'file', '-format_whitelist', ALLOWED_DEMUXERS.join(',')];
+}
+
+/** The demuxer of a probed `format_name` (its first name: `mov` for `mov,mp4,m4a,3gp,3g2,mj2`). */
+export function demuxerOf(formatName: string): string {
+  return formatName.split(',')[0] ?? '';
+}
+
+/** Is this probed `format_name` one of the allowed demuxers? */
+export function isAllowedContainer(formatName: string): boolean {
+  return ALLOWED_DEMUXERS.includes(demuxerOf(formatName));
+}
+
+/**
+ * The demuxer ffmpeg or ffprobe refused because it is not allowed (`[hls @ 0x…] Format not on
+ * whitelist`), from its stderr; undefined when it refused nothing.
+ */
+export function parseRefusedDemuxer(stderr: string): string | undefined {
+  const m = /\[([\w,-]+) @ (?:0x)?[0-9a-f]+\] Format not on whitelist/i.exec(stderr);
+  return m?.[1];
+}
+
 export function buildProbeArgs(path: string): string[] {
-  return ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', '--', path];
+  return ['-v', 'error', ...buildInputGuardArgs(), '-print_format', 'json', '-show_format', '-show_streams', '--', path];
 }
 
 /** Round to microseconds so expressions stay short and stable. */
@@ -65,14 +140,26 @@ export interface DecodePlan {
 }
 
 /**
- * One sequential decode of the first video stream: select → scale/crop → showinfo (for each
- * frame's timestamp on stderr) → raw rgb24 on stdout. Audio, subtitles and data are dropped.
+ * The filter clock every decode uses: the first decoded frame of the video stream is at 0.
+ * Without it the clock the filters see starts wherever ffmpeg puts the file's start (its own
+ * offset of the earliest stream, adjusted for MPEG-TS), which is not the video stream's
+ * `start_time` that ffprobe reports: MPEG-TS files, offset timestamps, edit lists and negative
+ * start times would all be sampled on a shifted clock. Targets, grids and the `showinfo` times
+ * that come back are all seconds from the first frame.
+ */
+export const ZERO_CLOCK_FILTER = 'setpts=PTS-STARTPTS';
+
+/**
+ * One sequential decode of the first video stream: clock to 0 → select → scale/crop → showinfo
+ * (for each frame's timestamp on stderr) → raw rgb24 on stdout. Audio, subtitles and data are
+ * dropped. The input is read with the demuxer the probe found (`clip.demuxer`, pinned with `-f`)
+ * and the same protocol and demuxer allow-lists as the probe.
  */
 export function buildDecodeArgs(
   path: string,
   policy: DecodePolicy,
   geometry: FrameGeometry,
-  clip: { start: number; duration: number; frameInterval: number },
+  clip: { demuxer: string; duration: number; frameInterval: number },
   targets: number[] | undefined,
 ): DecodePlan {
   const tolerance = clip.frameInterval / 2;
@@ -81,13 +168,13 @@ export function buildDecodeArgs(
   if (policy.kind === 'windows') {
     // one sequential pass over the whole video at the windows' grid rate (N/W frames/s)
     const grid = windowGrid(policy);
-    select = buildGridSelectExpr(grid.interval, clip.start, grid.offset, Math.min(tolerance, grid.interval / 2));
+    select = buildGridSelectExpr(grid.interval, 0, grid.offset, Math.min(tolerance, grid.interval / 2));
     maxFrames = clip.duration > 0 ? maxPassFrames(policy, clip.duration) : 1_000_000_000;
   } else {
-    select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, clip.start, tolerance);
+    select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, 0, tolerance);
     maxFrames = policy.kind === 'uniform' ? policy.frames : policy.maxFrames;
   }
-  const filters = [`select='${select}'`, ...buildGeometryFilters(geometry), 'showinfo'];
+  const filters = [ZERO_CLOCK_FILTER, `select='${select}'`, ...buildGeometryFilters(geometry), 'showinfo'];
   const args = [
     '-hide_banner',
     '-nostdin',
@@ -95,6 +182,9 @@ export function buildDecodeArgs(
     'info',
     '-threads',
     '0',
+    ...buildInputGuardArgs(),
+    '-f',
+    clip.demuxer,
     '-i',
     path,
     '-map',

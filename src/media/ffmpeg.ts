@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { FramewiseError } from '../errors/index.js';
-import { buildDecodeArgs, buildProbeArgs, parseShowinfoTime } from './ffmpeg-args.js';
+import { buildDecodeArgs, buildInputGuardArgs, buildProbeArgs, demuxerOf, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
 import { targetTimes, type DecodePolicy, type FrameGeometry } from './sampling.js';
 
 export interface MediaTools {
@@ -36,8 +36,13 @@ export interface VideoInfo {
   sar: number;
   /** Average frame rate (frames/s); variable-rate streams report their average. */
   fps: number;
-  /** Stream start time in seconds. */
+  /**
+   * Start time of the video stream in seconds, as ffprobe reports it (may be far from 0: MPEG-TS,
+   * offset timestamps; or below 0: edit lists). For information: decoded frame times count from
+   * the stream's first frame, whatever this says.
+   */
   startTime: number;
+  /** Length of the video stream in seconds (0 when unknown), counted from its first frame. */
   durationSec: number;
   /** Frame count from the container, when it says. */
   frameCount: number | undefined;
@@ -50,7 +55,7 @@ export interface FrameBatch {
   count: number;
   /** count × size × size × 3 bytes, rgb24. */
   data: Uint8Array;
-  /** Presentation time (seconds from the stream start) of each frame. */
+  /** Presentation time of each frame: seconds from the video stream's first frame (0 there, whatever the file's timestamps). */
   times: number[];
 }
 
@@ -136,6 +141,43 @@ interface ProbeJson {
   format?: { format_name?: string; duration?: string; start_time?: string };
 }
 
+/** `HH:MM:SS.fraction` (Matroska's DURATION tag) in seconds; NaN when it is not one. */
+const parseClock = (v: unknown): number => {
+  const m = typeof v === 'string' ? /^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$/.exec(v.trim()) : null;
+  return m ? Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]) : NaN;
+};
+
+/**
+ * The video stream's length in seconds (NaN when unknown): the stream's own duration, else, in
+ * Matroska/WebM (which declare where the stream ends, counted from time 0, not how long it
+ * lasts), its DURATION tag or the segment duration less the stream's start; else the file's.
+ */
+function streamLength(video: ProbeStream, format: ProbeJson['format'], container: string, start: number): number {
+  const own = num(video.duration);
+  if (Number.isFinite(own) && own > 0) return own;
+  const file = num(format?.duration);
+  if (demuxerOf(container) === 'matroska') {
+    const tag = parseClock(video.tags?.DURATION ?? video.tags?.duration);
+    const end = Number.isFinite(tag) && tag > 0 ? tag : file;
+    const len = Math.round((end - Math.max(0, start)) * 1e6) / 1e6;
+    return Number.isFinite(len) && len > 0 ? len : NaN;
+  }
+  return Number.isFinite(file) && file > 0 ? file : NaN;
+}
+
+/** Images read through a single-picture demuxer (`png_pipe`, `gif` …); image2 reads sequences (other files) and is told apart. */
+const SINGLE_IMAGE_DEMUXER = /^([a-z0-9]+_pipe|gif|apng|webp_pipe|image2pipe)$/;
+
+/** The documented error for a file whose demuxer is not allowed (`demuxer` as ffmpeg names it). */
+function refusedContainer(demuxer: string, path: string): FramewiseError {
+  if (SINGLE_IMAGE_DEMUXER.test(demuxer)) return new FramewiseError('FW_ERR_MEDIA_NOT_VIDEO', `a still image (${demuxer}), not a video: ${path}`);
+  return new FramewiseError(
+    'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER',
+    `unsupported container '${demuxer}': framewise reads single-file video containers only, never playlists, manifests, lists or image sequences that refer to other files: ${path}`,
+    { details: { container: demuxer } },
+  );
+}
+
 /** Does the file start like a video container (MP4/MOV, Matroska/WebM, AVI, FLV, Ogg, MPEG-PS/TS)? */
 async function looksLikeContainer(path: string): Promise<boolean> {
   const fh = await open(path, 'r');
@@ -159,15 +201,15 @@ async function looksLikeContainer(path: string): Promise<boolean> {
   }
 }
 
-/** Still-image demuxers: a picture is not a video. */
-const IMAGE_FORMATS = /(^|,)(image2|[a-z0-9]+_pipe|gif|apng|webp_pipe)(,|$)/;
-
 /** ffprobe a file: a `VideoInfo`, or a documented error for anything that is not a decodable video. */
 export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOLS): Promise<VideoInfo> {
   const abs = resolve(path);
   const sizeBytes = await checkFile(abs);
   const res = await runToEnd(tools.ffprobePath, buildProbeArgs(`file:${abs}`), 60_000);
   if (res.code !== 0) {
+    // a demuxer outside the allow-list (hls, dash, concat, image2 …): refused when opened, before it reads anything else
+    const refused = parseRefusedDemuxer(res.stderr);
+    if (refused !== undefined) throw refusedContainer(refused, path);
     const tail = stderrTail(res.stderr);
     if ((await looksLikeContainer(abs)) && /moov atom not found|partial file|truncat|end of file|invalid data/i.test(res.stderr)) {
       throw new FramewiseError('FW_ERR_MEDIA_CORRUPT', `truncated or corrupt video: ${path}: ${tail}`);
@@ -182,15 +224,14 @@ export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOL
     throw new FramewiseError('FW_ERR_MEDIA_DECODE_FAILED', `ffprobe printed unreadable JSON for ${path}`, { cause: e });
   }
   const container = json.format?.format_name ?? 'unknown';
+  // ffprobe applied the allow-list already; checked again in case the binary ignores it
+  if (!isAllowedContainer(container)) throw refusedContainer(demuxerOf(container), path);
   const streams = json.streams ?? [];
   const video = streams.find((s) => s.codec_type === 'video' && s.disposition?.attached_pic !== 1);
   const hasAudio = streams.some((s) => s.codec_type === 'audio');
   if (!video) {
     if (hasAudio) throw new FramewiseError('FW_ERR_MEDIA_NO_VIDEO_STREAM', `no video stream (audio only): ${path}`);
     throw new FramewiseError('FW_ERR_MEDIA_NO_VIDEO_STREAM', `no video stream: ${path}`);
-  }
-  if (IMAGE_FORMATS.test(container)) {
-    throw new FramewiseError('FW_ERR_MEDIA_NOT_VIDEO', `a still image (${container}), not a video: ${path}`);
   }
   if (!video.codec_name || video.codec_name === 'none' || video.codec_name === 'unknown') {
     throw new FramewiseError('FW_ERR_MEDIA_UNSUPPORTED_CODEC', `unknown video codec: ${path}`);
@@ -222,9 +263,7 @@ export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOL
   const startTime = Number.isFinite(startStream) ? startStream : Number.isFinite(startFormat) ? startFormat : 0;
   const frameCountRaw = num(video.nb_frames);
   const frameCount = Number.isFinite(frameCountRaw) && frameCountRaw > 0 ? frameCountRaw : undefined;
-  const durStream = num(video.duration);
-  const durFormat = num(json.format?.duration);
-  let durationSec = Number.isFinite(durStream) && durStream > 0 ? durStream : Number.isFinite(durFormat) && durFormat > 0 ? durFormat : NaN;
+  let durationSec = streamLength(video, json.format, container, startTime);
   if (!Number.isFinite(durationSec) && frameCount !== undefined && fps > 0) durationSec = frameCount / fps;
   if (!Number.isFinite(durationSec)) durationSec = 0;
   return {
@@ -261,7 +300,7 @@ export interface DecodeOptions {
 
 export interface DecodedFrame {
   index: number;
-  /** Seconds from the stream start. */
+  /** Seconds from the stream start: its first frame is at 0, whatever the file's timestamps. */
   time: number;
   /** size × size × 3 bytes (a copy, safe to keep). */
   data: Uint8Array;
@@ -274,9 +313,12 @@ export interface DecodedFrame {
  */
 export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geometry: FrameGeometry, options: DecodeOptions = {}): AsyncGenerator<DecodedFrame> {
   const tools = options.tools ?? DEFAULT_MEDIA_TOOLS;
+  // only what a probe lets through is decoded (a VideoInfo may come from a queue payload)
+  if (!isAllowedContainer(info.container)) throw refusedContainer(demuxerOf(info.container), info.path);
   const frameInterval = info.fps > 0 ? 1 / info.fps : 1 / 30;
-  const targets = policy.kind === 'uniform' ? targetTimes(policy, info.startTime, info.durationSec) : undefined;
-  const plan = buildDecodeArgs(`file:${info.path}`, policy, geometry, { start: info.startTime, duration: info.durationSec, frameInterval }, targets);
+  // targets on the decoder's clock: seconds from the stream's first frame (ZERO_CLOCK_FILTER)
+  const targets = policy.kind === 'uniform' ? targetTimes(policy, 0, info.durationSec) : undefined;
+  const plan = buildDecodeArgs(`file:${info.path}`, policy, geometry, { demuxer: demuxerOf(info.container), duration: info.durationSec, frameInterval }, targets);
   const frameBytes = geometry.size * geometry.size * 3;
 
   const child = spawn(tools.ffmpegPath, plan.args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -377,7 +419,7 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
         const time = times.shift() ?? (lastTime !== undefined ? lastTime + frameInterval : 0);
         lastTime = time;
         options.onFrame?.(emitted);
-        yield { index: emitted, time: Math.max(0, time - info.startTime), data };
+        yield { index: emitted, time: Math.max(0, time), data };
         emitted++;
         continue;
       }
@@ -393,12 +435,37 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
         idleLimit ? `decode stalled: no frame for ${tools.decodeTimeoutMs} ms: ${info.path}` : `decode took longer than ${tools.decodeTimeoutMs} ms: ${info.path}`,
       );
     }
-    if (emitted === 0) throw classifyDecodeFailure(info.path, closed, stderr);
+    if (emitted === 0) throw await classifyNoFrame(info, tools, targets?.[0], closed, stderr);
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
     if (!closed) child.kill('SIGKILL');
   }
+}
+
+/**
+ * No frame came out of a decode: a truncated file when the video does decode but stops before the
+ * first sampled time (a header that declares more than the file holds), else `classifyDecodeFailure`.
+ * Tells them apart by decoding the stream's first frame only (this path runs on failures alone).
+ */
+async function classifyNoFrame(
+  info: VideoInfo,
+  tools: MediaTools,
+  firstTarget: number | undefined,
+  closed: { code: number | null; signal: NodeJS.Signals | null } | undefined,
+  stderr: string,
+): Promise<FramewiseError> {
+  const failure = classifyDecodeFailure(info.path, closed, stderr);
+  if (failure.code !== 'FW_ERR_MEDIA_CORRUPT' || !(info.durationSec > 0)) return failure;
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', ...buildInputGuardArgs(), '-f', demuxerOf(info.container), '-i', `file:${info.path}`];
+  args.push('-map', '0:v:0', '-an', '-sn', '-dn', '-vf', ZERO_CLOCK_FILTER, '-frames:v', '1', '-f', 'framecrc', 'pipe:1');
+  const res = await runToEnd(tools.ffmpegPath, args, Math.min(tools.decodeTimeoutMs, 60_000)).catch(() => undefined);
+  const decodes = res !== undefined && res.stdout.toString('utf8').split('\n').some((l) => /^\s*\d+,/.test(l));
+  if (!decodes) return failure;
+  const where = firstTarget !== undefined ? `${firstTarget.toFixed(2)} s (its first sampled time)` : 'its first sampled time';
+  return new FramewiseError('FW_ERR_MEDIA_TRUNCATED', `the video stops before ${where} of its declared ${info.durationSec.toFixed(2)} s (truncated file): ${info.path}`, {
+    details: { durationSec: info.durationSec, ...(firstTarget !== undefined ? { firstTargetSec: firstTarget } : {}) },
+  });
 }
 
 function classifyDecodeFailure(path: string, closed: { code: number | null; signal: NodeJS.Signals | null } | undefined, stderr: string): FramewiseError {

@@ -89,8 +89,8 @@ function seededUnit(seed: number, i: number): number {
 export const JITTER_SPREAD = 0.4;
 
 /**
- * Target times (seconds, on the stream's own clock) for a clip starting at `start` and lasting
- * `duration` seconds. For `uniform`: the centre of each of N equal segments. For `fps`: k / fps.
+ * Target times (seconds, on the decoder's clock: 0 at the video's first frame, see
+ * `ZERO_CLOCK_FILTER`) for a clip starting at `start` and lasting `duration` seconds. For `uniform`: the centre of each of N equal segments. For `fps`: k / fps.
  */
 export function targetTimes(policy: SamplingPolicy, start: number, duration: number): number[] {
   if (!(duration > 0)) return [start];

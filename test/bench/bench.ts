@@ -16,9 +16,13 @@
  *               empty feature store: rgb alone (the classic extractor) beside the default
  *               stream set and rgb,motion (one decode per clip feeding every stream), with the
  *               frames/s of each stream's embedding
+ *   streams     frames/s of the keypoint streams (pose: MoveNet MultiPose on surv_fight fight
+ *               clips; hands: palm detector + landmarks on egogestar_dev clips; 256² letterboxed
+ *               frames from ../shared/datasets) per engine, beside the rgb backbone
+ *               (mobilenet_v2_mid, onnx, batch 8) measured in the same run
  *   memory      peak RSS
  *
- * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,stream-sets,
+ * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,
  *          --windows-minutes 1,10,60 (the video lengths of the windows section)
  */
 import { spawn } from 'node:child_process';
@@ -38,7 +42,13 @@ import { DEFAULT_TRAIN_FEATURE } from '../../src/jobs/train.js';
 import { readManifest } from '../../src/features/inputs.js';
 import { DEFAULT_STREAMS, type StreamId } from '../../src/features/streams.js';
 import { createStreamExtractor } from '../../src/jobs/stream-features.js';
+import type { FrameStream, LetterboxedFrames } from '../../src/ml/streams/frame-stream.js';
+import { loadHandsStream } from '../../src/ml/streams/hands-stream.js';
+import { loadOrt, openStreamSession, streamThreads } from '../../src/ml/streams/onnx-session.js';
+import { loadPoseStream } from '../../src/ml/streams/pose-stream.js';
+import { ensureOnnxModel } from '../../src/ml/onnx/onnx-cache.js';
 import { makeTempDir, removeDir } from '../helpers/clips.js';
+import { decodeLetterboxed } from '../helpers/letterbox.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' } } });
 const only = values.only ? new Set(values.only.split(',')) : undefined;
@@ -325,6 +335,93 @@ async function benchWindows(dir: string): Promise<void> {
   results.windows = { policy: `W ${policy.windowSec} s, S ${policy.strideSec} s, ${policy.frames} frames per window`, engine: rt.engine, runs: rows };
 }
 
+/** Frames of several clips in one batch (all share the content rectangle of the first: same-size sources). */
+async function letterboxedSet(paths: string[], frames: number, fps: number): Promise<LetterboxedFrames> {
+  const parts = [];
+  for (const p of paths) parts.push(await decodeLetterboxed(p, 256, frames, fps));
+  const count = parts.reduce((n, p) => n + p.count, 0);
+  const data = new Uint8Array(count * 256 * 256 * 3);
+  let at = 0;
+  for (const p of parts) {
+    data.set(p.data, at);
+    at += p.data.length;
+  }
+  return { data, count, size: 256, content: parts[0]?.content ?? { x0: 0, y0: 0, w: 1, h: 1 } };
+}
+
+/** Wall-clock frames/s (median of reps) and frames per CPU-second of this process (all its threads): the latter barely moves with other load. */
+async function streamRate(s: FrameStream, frames: LetterboxedFrames, reps: number): Promise<{ fps: number; cpuFps: number; present: number }> {
+  const rates: number[] = [];
+  const cpuRates: number[] = [];
+  let present = 0;
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    const out = await s.embed(frames);
+    const cpu = process.cpuUsage(c0);
+    rates.push((frames.count / (performance.now() - t0)) * 1000);
+    cpuRates.push(frames.count / ((cpu.user + cpu.system) / 1e6));
+    present = out.present.reduce((a, b) => a + b, 0) / frames.count;
+  }
+  return { fps: median(rates), cpuFps: median(cpuRates), present };
+}
+
+async function benchStreams(dir: string, cacheDir: string): Promise<void> {
+  const data = join(PROJECT_ROOT, '..', 'shared', 'datasets');
+  const fights = [1, 2, 3, 4].map((i) => join(data, 'surv_fight', 'fight', `fi00${i}.mp4`));
+  const gestures = ['carret', 'circlecc', 'down', 'left'].map((g) => join(data, 'egogestar_dev', 'testvideo', `testvideo_${g}_1.mp4`));
+  let poseFrames: LetterboxedFrames;
+  let handFrames: LetterboxedFrames;
+  try {
+    poseFrames = await letterboxedSet(fights, 8, 8);
+    handFrames = await letterboxedSet(gestures, 8, 4);
+  } catch (err) {
+    log(`streams    skipped: ${data} not readable (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
+    return;
+  }
+  const reps = quick ? 2 : 3;
+  const rows: Array<{ stream: string; engine: string; frames: number; batch: number; fps: number; cpuFps?: number; present: number }> = [];
+  const rgbFrames = await makeFrames(dir, 32);
+  const rgb = await createBackbone({ id: 'mobilenet_v2_mid', engine: 'onnx', featureKind: 'pooled', cacheDir, batchSize: 8 });
+  const rgbFps = await embedRate(rgb, rgbFrames, 32, reps);
+  await rgb.dispose();
+  rows.push({ stream: 'rgb (mobilenet_v2_mid)', engine: 'onnx', frames: 32, batch: 8, fps: rgbFps, present: 1 });
+  // the same backbone with the streams' session options (idle threads sleep): the fair yardstick
+  const ort = await loadOrt();
+  const model = await ensureOnnxModel('mobilenet_v2_mid', cacheDir);
+  const session = await openStreamSession(ort, model.path, streamThreads(undefined));
+  const runRgb = (): Promise<unknown> => session.run({ frames: new ort.Tensor('uint8', rgbFrames.subarray(0, 8 * 224 * 224 * 3), [8, 224, 224, 3]) });
+  await runRgb();
+  const sameRates: number[] = [];
+  const sameCpu: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    for (let b = 0; b < 4; b++) await runRgb();
+    const cpu = process.cpuUsage(c0);
+    sameRates.push((32 / (performance.now() - t0)) * 1000);
+    sameCpu.push(32 / ((cpu.user + cpu.system) / 1e6));
+  }
+  await session.release();
+  const rgbSame = median(sameRates);
+  const rgbSameCpu = median(sameCpu);
+  rows.push({ stream: 'rgb, streams options', engine: 'onnx', frames: 32, batch: 8, fps: rgbSame, cpuFps: rgbSameCpu, present: 1 });
+  for (const engine of ['onnx', 'tfjs'] as const) {
+    const pose = await loadPoseStream({ cacheDir, engine });
+    rows.push({ stream: 'pose', engine, frames: poseFrames.count, batch: 1, ...(await streamRate(pose, poseFrames, engine === 'onnx' ? reps : 1)) });
+    await pose.dispose();
+    const hands = await loadHandsStream({ cacheDir, engine });
+    rows.push({ stream: 'hands', engine, frames: handFrames.count, batch: 1, ...(await streamRate(hands, handFrames, engine === 'onnx' ? reps : 1)) });
+    await hands.dispose();
+  }
+  results.streams = rows;
+  for (const r of rows) {
+    const keypoints = r.stream === 'hands' || r.stream === 'pose';
+    const cpu = r.cpuFps === undefined ? '' : ` · ${fmt(r.cpuFps)} frames per CPU-second`;
+    log(`streams    ${r.stream.padEnd(22)} ${r.engine.padEnd(4)} batch ${r.batch}: ${fmt(r.fps)} frames/s${cpu} on ${r.frames} frames${keypoints ? ` (present in ${fmt(100 * r.present, 0)} %; ${fmt(r.fps / rgbSame, 2)}× rgb)` : ''}`);
+  }
+}
+
 async function main(): Promise<void> {
   const dir = await makeTempDir('fw-bench-');
   const cacheDir = join(dir, 'cache');
@@ -338,6 +435,7 @@ async function main(): Promise<void> {
     if (want('queue')) await benchQueue(dir);
     if (want('windows')) await benchWindows(dir);
     if (want('stream-sets')) await benchStreamSets(dir);
+    if (want('streams')) await benchStreams(dir, cacheDir);
   } finally {
     clearInterval(rssTimer);
     peakRss = Math.max(peakRss, process.memoryUsage.rss());

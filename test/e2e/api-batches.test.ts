@@ -31,7 +31,8 @@ let hookUrl: string;
 const hooks: Array<Record<string, unknown>> = [];
 
 beforeAll(async () => {
-  harness = await startApiHarness({ name: 'apibatch' });
+  // the webhook endpoint is a local server: loopback must be allowed on purpose
+  harness = await startApiHarness({ name: 'apibatch', env: { FRAMEWISE_NETWORK_ALLOW: '127.0.0.1/32' } });
   ({ roots, rt, app, workers } = harness);
   http = createServer((req, res) => {
     let body = '';

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackboneId } from '../../src/ml/backbone.js';
 import type { Config } from '../../src/config/index.js';
 import { labelItems, type LabelResult } from '../../src/jobs/label.js';
 import { applyUnknownThreshold, unknownThresholdOf } from '../../src/jobs/thresholds.js';
@@ -51,7 +52,8 @@ function multipart(name: string, bytes: Uint8Array, boundary = 'fwboundary7MA4YW
 beforeAll(async () => {
   harness = await startApiHarness({
     name: 'apiclips',
-    env: { FRAMEWISE_API_KEYS: `other-key, ${KEY}`, FRAMEWISE_MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) },
+    // the download server and webhook endpoint are local: loopback must be allowed on purpose
+    env: { FRAMEWISE_API_KEYS: `other-key, ${KEY}`, FRAMEWISE_MAX_UPLOAD_BYTES: String(4 * 1024 * 1024), FRAMEWISE_NETWORK_ALLOW: '127.0.0.1/32' },
     prepare: async (r) => {
       const clips = await makeClips(join(r, 'clips'), ['zoom_out', 'pan_right', 'zoom_in'], 1, 900);
       clip = clips[0]!.path;
@@ -88,7 +90,7 @@ afterAll(async () => {
 async function inlineLabel(path: string, source: string): Promise<LabelResult> {
   const head = await TemporalHead.load(config.modelDir, undefined, config.backend);
   const meta = head.metadata;
-  const extractor = await createExtractor(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')) }), meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
+  const extractor = await createExtractor(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')), backbone: meta.backbone.id as BackboneId, featureKind: meta.backbone.featureKind }), meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
   try {
     // as `framewise label` prints it: held to the model's unknown threshold
     for await (const r of labelItems([{ path, source, extra: {} }], extractor, head, config.queue.topK)) return applyUnknownThreshold(r, unknownThresholdOf(meta));
@@ -104,8 +106,9 @@ describe('POST /v1/clips (upload) and the job routes', () => {
     const bytes = await readFile(clip);
     const up = await app.inject({ method: 'POST', url: '/v1/clips', ...multipart('my clip.mp4', bytes) });
     expect(up.statusCode, up.body).toBe(202);
-    const { jobId } = up.json<{ jobId: string }>();
+    const { jobId, source } = up.json<{ jobId: string; source: string }>();
     expect(jobId).toMatch(/^clip-[0-9a-f]{32}$/);
+    expect(source).toBe('my clip.mp4');
     expect(up.headers.location).toBe(`/v1/jobs/${jobId}`);
 
     const sse = await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}/events`, headers: auth });
@@ -120,10 +123,11 @@ describe('POST /v1/clips (upload) and the job routes', () => {
     expect(last.event).toBe('result');
     const result = last.data.result as Extract<LabelResult, { ok: true }>;
 
-    const inline = await inlineLabel(clip, 'my clip.mp4');
+    // the job names an upload by its content, not by any uploader's file name
+    expect(result.path).toMatch(/^upload-[0-9a-f]{12}\.mp4$/);
+    const inline = await inlineLabel(clip, result.path);
     if (!inline.ok) throw new Error(JSON.stringify(inline));
     assertValidResult(result);
-    expect(result.path).toBe('my clip.mp4');
     expect(result.label).toBe(inline.label);
     expect(result.topK.map((t) => t.label)).toEqual(inline.topK.map((t) => t.label));
     result.topK.forEach((t, i) => expect(Math.abs(t.p - inline.topK[i]!.p)).toBeLessThanOrEqual(1e-4));
@@ -144,7 +148,7 @@ describe('POST /v1/clips (upload) and the job routes', () => {
     // the same bytes again: the same job, answered with the stored result
     const again = await app.inject({ method: 'POST', url: '/v1/clips', ...multipart('again.mp4', bytes) });
     expect(again.statusCode).toBe(200);
-    expect(again.json()).toMatchObject({ jobId, created: false, state: 'completed', result });
+    expect(again.json()).toMatchObject({ jobId, created: false, state: 'completed', source: 'again.mp4', result: { ...result, path: 'again.mp4' } });
   });
 
   it('refuses without a key (401), an oversized upload (413), a non-video (422 with the code)', async () => {
@@ -194,7 +198,7 @@ describe('POST /v1/clips (upload) and the job routes', () => {
   });
 
   it('downloads URLs when enabled, cancels jobs, calls webhooks with retries', async () => {
-    const urlConfig = testConfig({ ...testEnv({ redisUrl: redis.url, prefix: 'unused', cacheDir: config.cacheDir, dataDir: config.queue.dataDir, modelDir: config.modelDir }), FRAMEWISE_QUEUE_PREFIX: config.queue.prefix, FRAMEWISE_ALLOW_URL_INPUT: 'true', FRAMEWISE_MAX_UPLOAD_BYTES: '100000000' });
+    const urlConfig = testConfig({ ...testEnv({ redisUrl: redis.url, prefix: 'unused', cacheDir: config.cacheDir, dataDir: config.queue.dataDir, modelDir: config.modelDir }), FRAMEWISE_QUEUE_PREFIX: config.queue.prefix, FRAMEWISE_ALLOW_URL_INPUT: 'true', FRAMEWISE_MAX_UPLOAD_BYTES: '100000000', FRAMEWISE_NETWORK_ALLOW: '127.0.0.1/32' });
     const urlApp = await buildServer(urlConfig, { runtime: rt });
     try {
       // cancel: with the decode worker paused the job waits; DELETE removes it
@@ -223,11 +227,11 @@ describe('POST /v1/clips (upload) and the job routes', () => {
       expect(again.statusCode, again.body).toBe(202);
       expect(again.json()).toMatchObject({ jobId, created: true });
       const done = parseSse((await urlApp.inject({ method: 'GET', url: `/v1/jobs/${jobId}/events` })).body);
-      expect(done[done.length - 1]).toMatchObject({ event: 'result', data: { result: { ok: true, path: `${base}/clip.mp4` } } });
+      expect(done[done.length - 1]).toMatchObject({ event: 'result', data: { result: { ok: true, path: expect.stringMatching(/^download-[0-9a-f]{12}\.mp4$/) } } });
       for (let i = 0; i < 100 && hooks.length < 3; i++) await sleep(100);
       expect(hooks[2]?.body).toMatchObject({ event: 'job.completed', jobId, result: { ok: true } });
 
-      const small = testConfig({ ...testEnv({ redisUrl: redis.url, prefix: 'unused', cacheDir: config.cacheDir, dataDir: config.queue.dataDir, modelDir: config.modelDir }), FRAMEWISE_ALLOW_URL_INPUT: 'true', FRAMEWISE_MAX_UPLOAD_BYTES: '1000' });
+      const small = testConfig({ ...testEnv({ redisUrl: redis.url, prefix: 'unused', cacheDir: config.cacheDir, dataDir: config.queue.dataDir, modelDir: config.modelDir }), FRAMEWISE_ALLOW_URL_INPUT: 'true', FRAMEWISE_MAX_UPLOAD_BYTES: '1000', FRAMEWISE_NETWORK_ALLOW: '127.0.0.1/32' });
       const smallApp = await buildServer(small, { runtime: rt });
       const tooBig = await smallApp.inject({ method: 'POST', url: '/v1/clips', payload: { url: `${base}/clip.mp4` } });
       await smallApp.close();

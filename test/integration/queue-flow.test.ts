@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackboneId } from '../../src/ml/backbone.js';
 import type { Config } from '../../src/config/index.js';
 import { labelItems, type LabelResult } from '../../src/jobs/label.js';
 import { clipStatus, submitClip, waitForClip } from '../../src/jobs/queue/clips.js';
@@ -46,7 +47,7 @@ afterAll(async () => {
 async function inlineLabel(path: string): Promise<LabelResult> {
   const head = await TemporalHead.load(config.modelDir, undefined, config.backend);
   const meta = head.metadata;
-  const extractor = await createExtractor(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')) }), meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
+  const extractor = await createExtractor(runtimeFromConfig(config, { cacheDir: await freshCacheDir(join(work, 'inline')), backbone: meta.backbone.id as BackboneId, featureKind: meta.backbone.featureKind }), meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
   try {
     for await (const r of labelItems([{ path, source: path, extra: {} }], extractor, head, config.queue.topK)) return r;
     throw new Error('no result');

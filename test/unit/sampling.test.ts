@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatSampling, parseSampling, samplingKey, sequenceLength, targetTimes } from '../../src/media/sampling.js';
-import { buildGeometryFilters, buildRateSelectExpr, buildTargetSelectExpr, parseShowinfoTime } from '../../src/media/ffmpeg-args.js';
+import { buildDecodeArgs, buildGeometryFilters, buildProbeArgs, buildRateSelectExpr, buildTargetSelectExpr, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime } from '../../src/media/ffmpeg-args.js';
 import { isFramewiseError } from '../../src/errors/index.js';
 
 describe('sampling policies', () => {
@@ -64,6 +64,24 @@ describe('ffmpeg argument building', () => {
     const squash = buildGeometryFilters({ size: 112, crop: 'squash' }).join(',');
     expect(squash).toContain('scale=112:112');
     expect(squash).not.toContain('crop=');
+  });
+
+  it('probe and decode read one local file: file protocol only, allowed demuxers only, decode pinned to the probed one', () => {
+    const probeArgs = buildProbeArgs('file:/v/a.mp4');
+    const plan = buildDecodeArgs('file:/v/a.mp4', { kind: 'uniform', frames: 4 }, { size: 8, crop: 'center' }, { demuxer: 'mov', duration: 2, frameInterval: 0.04 }, [0.25, 0.75, 1.25, 1.75]);
+    for (const args of [probeArgs, plan.args]) {
+      expect(args[args.indexOf('-protocol_whitelist') + 1]).toBe('file');
+      const formats = (args[args.indexOf('-format_whitelist') + 1] as string).split(',');
+      expect(formats).toEqual(expect.arrayContaining(['mov', 'matroska', 'mpegts']));
+      for (const refused of ['hls', 'dash', 'concat', 'image2', 'sdp', 'rtp', 'rtsp', 'imf', 'vobsub']) expect(formats).not.toContain(refused);
+    }
+    expect(probeArgs.indexOf('-format_whitelist')).toBeLessThan(probeArgs.indexOf('file:/v/a.mp4'));
+    expect(plan.args.slice(plan.args.indexOf('-f'), plan.args.indexOf('-i') + 2)).toEqual(['-f', 'mov', '-i', 'file:/v/a.mp4']);
+    // the clock starts at the first frame, before frames are selected
+    expect(plan.args[plan.args.indexOf('-vf') + 1]).toMatch(/^setpts=PTS-STARTPTS,select=/);
+    expect([isAllowedContainer('mov,mp4,m4a,3gp,3g2,mj2'), isAllowedContainer('matroska,webm'), isAllowedContainer('hls'), isAllowedContainer('image2')]).toEqual([true, true, false, false]);
+    expect(parseRefusedDemuxer("[hls @ 0x5604949] Format not on whitelist 'mov,matroska'\n")).toBe('hls');
+    expect(parseRefusedDemuxer('[mov,mp4,m4a,3gp,3g2,mj2 @ 0x1] moov atom not found')).toBeUndefined();
   });
 
   it('reads showinfo timestamps and ignores other lines', () => {

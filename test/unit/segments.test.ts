@@ -64,7 +64,7 @@ describe('windows policy', () => {
 
   it('decodes in one pass at the grid rate: the first frame at or after each grid point, capped by the duration', () => {
     expect(buildGridSelectExpr(0.125, 0, 0.0625, 0.02)).toBe('gte(t\\,0.0425)*(isnan(prev_selected_t)+gt(floor((t-0.0425)*8)\\,floor((prev_selected_t-0.0425)*8)))');
-    const plan = buildDecodeArgs('file:/x.mp4', buildWindowsPolicy(16), geometry, { start: 0, duration: 3600, frameInterval: 0.04 }, undefined);
+    const plan = buildDecodeArgs('file:/x.mp4', buildWindowsPolicy(16), geometry, { demuxer: 'mov', duration: 3600, frameInterval: 0.04 }, undefined);
     const vf = plan.args[plan.args.indexOf('-vf') + 1] as string;
     expect(vf).toContain('floor((t-0.0425)*8)');
     expect(vf).toContain('crop=224:224');

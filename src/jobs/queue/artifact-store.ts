@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FramewiseError } from '../../errors/index.js';
+import { FramewiseError, toStorageError } from '../../errors/index.js';
 
 export interface ArtifactStore {
   /** Store bytes under `key`, replacing what was there (atomically: readers see old or new, never half). */
@@ -54,7 +54,8 @@ export class LocalArtifactStore implements ArtifactStore {
       await rename(tmp, file);
     } catch (err) {
       await rm(tmp, { force: true });
-      throw new FramewiseError('FW_ERR_ARTIFACT_STORE', `cannot write artifact ${key} in ${this.root}`, { cause: err });
+      // a full or read-only data folder has its own codes; anything else stays an artifact-store error
+      throw toStorageError(err, `artifact ${key} (FRAMEWISE_DATA_DIR)`, 'FW_ERR_ARTIFACT_STORE');
     }
   }
 

@@ -119,7 +119,11 @@ async function expandSource(source: BatchSource, guard: PathGuard): Promise<{ it
   if (source.manifest !== undefined) await fromManifest(source.manifest);
   else if (source.glob !== undefined) {
     await guard(globBase(source.glob));
-    const matches = (await fg(source.glob, { onlyFiles: true, dot: false, absolute: true })).filter(isVideoName).sort();
+    // no symlinked folder is followed, and every match must pass the guard (a `..` inside the
+    // pattern, or a symlinked file, could lead out): what does not is left out, unnamed
+    const found = (await fg(source.glob, { onlyFiles: true, dot: false, absolute: true, followSymbolicLinks: false })).filter(isVideoName).sort();
+    const allowed = await Promise.all(found.map((m) => guard(m).then(() => true, () => false)));
+    const matches = found.filter((_, i) => allowed[i]);
     if (matches.length === 0) throw new FramewiseError('FW_ERR_INPUT_EMPTY_DIR', `no video files match ${source.glob}`);
     items.push(...matches.map((m) => ({ path: m, source: m, extra: {} })));
   } else {
@@ -244,15 +248,51 @@ async function statusesOf(rt: QueueRuntime, entries: readonly BatchEntry[]): Pro
   return new Map(ids.flatMap((id, i) => (statuses[i] ? [[id, statuses[i] as ClipStatus]] : [])));
 }
 
-/** Counts by state, computed from the jobs (authoritative), and progress. */
-export async function batchStatus(rt: QueueRuntime, batchId: string): Promise<BatchStatus> {
+/**
+ * The state of each clip, as `clipStatus` gives it, read cheaply: a clip whose root (classify)
+ * job is completed is completed, whatever its other stages (one Redis call); only the others
+ * need the full status. Missing clips are absent from the map.
+ */
+async function statesOf(rt: QueueRuntime, entries: readonly BatchEntry[]): Promise<Map<string, ClipState>> {
+  const ids = [...new Set(entries.flatMap((e) => (e.jobId ? [e.jobId] : [])))];
+  const states = await mapLimit(ids, 32, async (id): Promise<ClipState | undefined> => {
+    const root = await withQueue(() => rt.queues[QueueName.Classify].getJobState(id));
+    if (root === 'completed') return 'completed';
+    try {
+      return (await clipStatus(rt, id)).state;
+    } catch (err) {
+      if (err instanceof FramewiseError && err.code === 'FW_ERR_JOB_NOT_FOUND') return undefined; // removed by hand
+      throw err;
+    }
+  });
+  return new Map(ids.flatMap((id, i) => (states[i] ? [[id, states[i] as ClipState]] : [])));
+}
+
+/** Status computations in progress, by batch: concurrent callers share one. */
+const computing = new WeakMap<QueueRuntime, Map<string, Promise<BatchStatus>>>();
+
+/**
+ * Counts by state, computed from the jobs (authoritative), and progress. Callers asking for the
+ * same batch while its status is being computed share that computation.
+ */
+export function batchStatus(rt: QueueRuntime, batchId: string): Promise<BatchStatus> {
+  let byId = computing.get(rt);
+  if (!byId) computing.set(rt, (byId = new Map()));
+  const running = byId.get(batchId);
+  if (running) return running;
+  const p = computeBatchStatus(rt, batchId).finally(() => byId.delete(batchId));
+  byId.set(batchId, p);
+  return p;
+}
+
+async function computeBatchStatus(rt: QueueRuntime, batchId: string): Promise<BatchStatus> {
   const { record, entries } = await readBatch(rt, batchId);
-  const statuses = await statusesOf(rt, entries);
+  const states = await statesOf(rt, entries);
   const counts: BatchCounts = { total: entries.length, queued: 0, active: 0, paused: 0, completed: 0, failed: 0, cancelled: 0 };
   for (const e of entries) {
-    const s = e.jobId ? statuses.get(e.jobId) : undefined;
+    const s = e.jobId ? states.get(e.jobId) : undefined;
     if (!s) counts.failed++;
-    else counts[s.state]++;
+    else counts[s]++;
   }
   const done = counts.completed + counts.failed + counts.cancelled;
   let state = record.state as BatchState;
@@ -311,7 +351,7 @@ async function setState(rt: QueueRuntime, batchId: string, from: readonly BatchS
 /** Pause: workers put the batch's jobs aside (delayed) as they reach them; running stages finish. */
 export async function pauseBatch(rt: QueueRuntime, batchId: string): Promise<BatchStatus> {
   await setState(rt, batchId, ['running'], 'paused');
-  return batchStatus(rt, batchId);
+  return computeBatchStatus(rt, batchId);
 }
 
 /** Resume: the jobs put aside run again at once. */
@@ -328,7 +368,7 @@ export async function resumeBatch(rt: QueueRuntime, batchId: string): Promise<Ba
       }
     }),
   );
-  return batchStatus(rt, batchId);
+  return computeBatchStatus(rt, batchId);
 }
 
 /** Cancel: every unfinished clip of the batch is cancelled; finished ones keep their results. */
@@ -339,7 +379,7 @@ export async function cancelBatch(rt: QueueRuntime, batchId: string): Promise<Ba
   for (const s of statuses.values()) {
     if (!FINAL.includes(s.state)) await cancelClip(rt, s.jobId).catch(() => undefined);
   }
-  return batchStatus(rt, batchId);
+  return computeBatchStatus(rt, batchId);
 }
 
 /** Called when one of the batch's clips finished: completes the batch once all have. */
@@ -358,7 +398,7 @@ async function completeBatch(rt: QueueRuntime, batchId: string): Promise<void> {
   if (state !== 'cancelled') await rt.redis.hset(rt.keys.batch(batchId), 'state', 'completed' satisfies BatchState);
   const webhook = await rt.redis.hget(rt.keys.batch(batchId), 'webhook');
   if (!webhook) return;
-  const status = await batchStatus(rt, batchId);
+  const status = await computeBatchStatus(rt, batchId);
   const data: WebhookJobData = { url: webhook, event: 'batch.completed', body: { event: 'batch.completed', batchId, state: status.state, counts: status.counts, skipped: status.skipped } };
   await rt.queues[QueueName.Webhook].add(JobName.Webhook, data, { jobId: webhookJobId(batchId, webhook, status.state), attempts: rt.config.queue.webhookAttempts, backoff: { type: 'exponential', delay: 1000 } });
 }

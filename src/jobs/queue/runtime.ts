@@ -91,6 +91,8 @@ export interface QueueRuntime {
   /** attempts + exponential backoff, keep finished jobs (results live in the root job). */
   readonly jobOptions: JobsOptions;
   close(): Promise<void>;
+  /** Cut every connection now, without waiting for Redis (a forced shutdown). */
+  disconnect(): void;
 }
 
 export function openQueueRuntime(config: Config, role: RuntimeRole = 'producer'): QueueRuntime {
@@ -121,6 +123,10 @@ export function openQueueRuntime(config: Config, role: RuntimeRole = 'producer')
         redis.disconnect();
       })();
       return closing;
+    },
+    disconnect() {
+      for (const x of [...Object.values(queues), flow]) void x.disconnect().catch(() => undefined);
+      redis.disconnect();
     },
   };
 }

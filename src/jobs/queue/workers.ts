@@ -34,10 +34,12 @@ import { currentModelInfo, readModelInfo } from './model-info.js';
 import { QueueName } from './names.js';
 import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, TrainJobData, WebhookJobData, WindowsDecodeJobResult } from './payloads.js';
 import { openQueueRuntime, workerConnection, type QueueRuntime } from './runtime.js';
+import { shutdownOnSignals, startHoldingSignals, type ShutdownOutcome } from './shutdown.js';
 import { classifyStage, decodeStage, embedStage, type StageDeps } from './stages.js';
 import { classifyWindowsStage, decodeWindowsStage, embedWindowsStage, isWindowed, type WindowsEmbedOptions } from './window-stages.js';
 import type { WindowsProgress } from '../windows.js';
 import { runTrainJob, type TrainingJobResult } from './trainings.js';
+import { createNetworkPolicy, guardedRequest, hasCredentials, redactUrl, type NetworkPolicy } from '../../net/net-guard.js';
 
 export const WORKER_KINDS = ['decode', 'embed', 'classify', 'webhook', 'train'] as const;
 export type WorkerKind = (typeof WORKER_KINDS)[number];
@@ -72,6 +74,13 @@ export interface WorkerGroup {
   readonly embedder: BatchingBackbone | undefined;
   /** Stop taking jobs, wait for the running ones (unless `force`), release models and connections. */
   close(force?: boolean): Promise<void>;
+  /**
+   * A forced shutdown, also while `close` is still waiting: the jobs running here go back to their
+   * queues at once when Redis answers within `returnMs` (another worker takes them; otherwise their
+   * locks expire and the stalled check brings them back), then every connection is cut.
+   * Resolves with the number of jobs handed back.
+   */
+  forceClose(returnMs?: number): Promise<number>;
 }
 
 export interface StartWorkersOptions {
@@ -181,13 +190,24 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
   const log = opts.log ?? getLogger(config.logLevel);
   const rt = openQueueRuntime(config, 'worker');
   const q = config.queue;
+  const webhookPolicy = createNetworkPolicy(q.networkAllow);
   const deps: StageDeps = { tools: runtimeFromConfig(config).tools, store: rt.store, artifacts: rt.artifacts };
   const handles: WorkerHandle[] = [];
   const cleanups: Array<() => Promise<void>> = [];
   let embedder: BatchingBackbone | undefined;
+  /** The jobs running in this process, with their lock tokens (a forced shutdown hands them back). */
+  const running = new Map<Job, string | undefined>();
 
   const make = <D, R>(kind: WorkerKind, queue: QueueName, processor: Processor<D, R>, concurrency: number, stats: WorkerStats): Worker => {
-    const worker = new Worker<D, R>(queue, processor, {
+    const tracked: Processor<D, R> = async (job, token, signal) => {
+      running.set(job as Job, token);
+      try {
+        return await processor(job, token, signal);
+      } finally {
+        running.delete(job as Job);
+      }
+    };
+    const worker = new Worker<D, R>(queue, tracked, {
       connection: workerConnection(config),
       prefix: rt.prefix,
       concurrency: opts.concurrency?.[kind] ?? concurrency,
@@ -369,7 +389,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
           QueueName.Webhook,
           async (job) => {
             try {
-              return await deliverWebhook(job.data, q.webhookTimeoutMs);
+              return await deliverWebhook(job.data, q.webhookTimeoutMs, webhookPolicy);
             } catch (err) {
               throw toStageError(err);
             }
@@ -418,54 +438,77 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
       })();
       return closing;
     },
+    async forceClose(returnMs = 1000) {
+      const held = [...running];
+      let returned = 0;
+      if (held.length > 0) {
+        const handBack = Promise.allSettled(held.map(([job, token]) => job.moveToWait(token))).then((r) => (returned = r.filter((x) => x.status === 'fulfilled').length));
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([handBack, new Promise((res) => (timer = setTimeout(res, returnMs)))]);
+        clearTimeout(timer);
+        log.warn({ running: held.map(([job]) => job.id), returned }, returned === held.length ? 'closing now: running jobs handed back to their queues' : 'closing now: running jobs not handed back (Redis unreachable); they come back once their locks expire');
+      }
+      for (const h of handles) void h.worker.disconnect().catch(() => undefined);
+      rt.disconnect();
+      return returned;
+    },
   };
 }
 
 /**
- * Graceful shutdown for a worker process: the first SIGTERM/SIGINT stops taking jobs and waits
- * for the running ones (`worker.close()`), then releases models and connections, and the process
- * ends by itself; a second signal stops without waiting (the jobs held are retried elsewhere
- * once their locks expire).
+ * Shutdown of a worker process (see shutdown.ts): the first SIGTERM/SIGINT stops taking jobs and
+ * waits for the running ones (`group.close()`) for at most FRAMEWISE_SHUTDOWN_TIMEOUT_MS; past
+ * that, or on a second signal, the running jobs are handed back to their queues (when Redis
+ * answers) and the connections are cut (`group.forceClose()`), exit code 1.
  */
-export function closeOnSignals(group: WorkerGroup, signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'], log: Logger = getLogger()): Promise<void> {
-  return new Promise((resolve) => {
-    let count = 0;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      count++;
-      log.info({ signal, kinds: group.handles.map((h) => h.kind) }, count === 1 ? 'closing: waiting for running jobs' : 'closing now');
-      const done = count === 1 ? group.close() : Promise.allSettled(group.handles.map((h) => h.worker.close(true))).then(() => group.close());
-      done.then(
-        () => {
-          for (const s of signals) process.removeListener(s, onSignal);
-          resolve();
-        },
-        (err: unknown) => {
-          log.error({ err: String(err) }, 'worker shutdown failed');
-          process.exitCode = 1;
-          resolve();
-        },
-      );
-    };
-    for (const s of signals) process.on(s, onSignal);
-  });
+export function closeOnSignals(group: WorkerGroup, signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'], log: Logger = getLogger()): Promise<ShutdownOutcome> {
+  const kinds = group.handles.map((h) => h.kind).join(',');
+  return shutdownOnSignals(
+    `worker ${kinds}`,
+    {
+      graceful: () => group.close(),
+      force: async () => {
+        await group.forceClose();
+      },
+    },
+    { timeoutMs: group.rt.config.queue.shutdownTimeoutMs, log, signals },
+  );
 }
 
-/** POST the webhook body; anything but a 2xx is FW_ERR_WEBHOOK_FAILED (retried with backoff). */
-export async function deliverWebhook(data: WebhookJobData, timeoutMs: number): Promise<{ status: number }> {
-  let res: Response;
+/**
+ * POST the webhook body; anything but a 2xx is FW_ERR_WEBHOOK_FAILED (retried with backoff).
+ * Internal addresses are refused after DNS resolution, on every redirect hop, unless `policy`
+ * (FRAMEWISE_NETWORK_ALLOW) opens them; a refused address, a refused connection and a timeout
+ * read the same, so that webhooks cannot be used to map internal ports.
+ */
+export async function deliverWebhook(data: WebhookJobData, timeoutMs: number, policy: NetworkPolicy = createNetworkPolicy()): Promise<{ status: number }> {
+  const unreachable = (cause?: unknown): FramewiseError => new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${redactUrl(data.url)} unreachable (no answer in time, connection refused, or an address FRAMEWISE_NETWORK_ALLOW does not allow)`, { cause });
+  let url: URL;
   try {
-    res = await fetch(data.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': 'framewise-webhook/1', 'x-framewise-event': data.event },
-      body: JSON.stringify(data.body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    url = new URL(data.url);
   } catch (err) {
-    throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${data.url} unreachable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw unreachable(err);
   }
-  await res.body?.cancel().catch(() => undefined);
-  if (!res.ok) throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${data.url} answered HTTP ${res.status}`);
-  return { status: res.status };
+  if (hasCredentials(url)) throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${redactUrl(data.url)}: URLs with credentials are not delivered`);
+  let status: number;
+  try {
+    const res = await guardedRequest(
+      url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'user-agent': 'framewise-webhook/1', 'x-framewise-event': data.event },
+        body: JSON.stringify(data.body),
+        signal: AbortSignal.timeout(timeoutMs),
+      },
+      policy,
+    );
+    status = res.status;
+    res.body.destroy();
+  } catch (err) {
+    throw unreachable(err);
+  }
+  if (status < 200 || status > 299) throw new FramewiseError('FW_ERR_WEBHOOK_FAILED', `webhook ${redactUrl(data.url)} answered HTTP ${status}`);
+  return { status };
 }
 
 /**
@@ -476,8 +519,8 @@ export async function deliverWebhook(data: WebhookJobData, timeoutMs: number): P
 export async function runWorkerProcess(kinds: readonly WorkerKind[], name: string): Promise<void> {
   try {
     const config = loadConfig();
-    const group = await startWorkers(kinds, config, { log: getLogger(config.logLevel) });
-    await closeOnSignals(group);
+    const log = getLogger(config.logLevel);
+    await startHoldingSignals(() => startWorkers(kinds, config, { log }), (group) => closeOnSignals(group, undefined, log), { timeoutMs: config.queue.shutdownTimeoutMs, log });
   } catch (err) {
     const e = toFramewiseError(err);
     process.stderr.write(`framewise ${name} worker: ${e.code}: ${e.message}\n`);

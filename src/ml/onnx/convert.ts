@@ -405,7 +405,7 @@ class GraphBuilder {
 }
 
 /** TF [kh, kw, cin, cout] → ONNX [cout, cin, kh, kw]. */
-function convToOnnx(w: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
+export function convToOnnx(w: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
   const out = new Float32Array(w.length);
   for (let y = 0; y < kh; y++)
     for (let x = 0; x < kw; x++)
@@ -415,7 +415,7 @@ function convToOnnx(w: Float32Array, kh: number, kw: number, cin: number, cout: 
 }
 
 /** TF depthwise [kh, kw, cin, mult] → ONNX grouped [cin*mult, 1, kh, kw]; TF's output channel i*mult+m is ONNX group i, filter m. */
-function depthwiseToOnnx(w: Float32Array, kh: number, kw: number, cin: number, mult: number): Float32Array {
+export function depthwiseToOnnx(w: Float32Array, kh: number, kw: number, cin: number, mult: number): Float32Array {
   const out = new Float32Array(w.length);
   for (let y = 0; y < kh; y++)
     for (let x = 0; x < kw; x++)

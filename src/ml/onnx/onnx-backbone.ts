@@ -41,7 +41,19 @@ export const DEFAULT_ONNX_BATCH_SIZE = 8;
 
 type OrtModule = typeof Ort;
 
+/**
+ * onnxruntime (1.2x+) starts Microsoft's 1DS telemetry with its first environment on Linux and
+ * macOS; that SDK leaves an empty `/tmp/mat-debug-<pid>.log` behind for every process (and keeps
+ * a device id under ~/.cache/Microsoft/DeveloperTools). The runtime reads ORT_DISABLE_TELEMETRY
+ * when it creates that environment (the first session), so it is set here, before the binding is
+ * loaded, unless the user set it. Not configuration of framewise: an instruction to the library.
+ */
+export function disableOrtTelemetry(env: NodeJS.ProcessEnv = process.env): void {
+  env.ORT_DISABLE_TELEMETRY ??= '1';
+}
+
 async function loadOrt(): Promise<OrtModule> {
+  disableOrtTelemetry();
   try {
     return await import('onnxruntime-node');
   } catch (err) {

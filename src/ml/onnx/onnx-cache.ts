@@ -9,9 +9,10 @@
  * sha256 is checked on every open; a mismatch (truncated copy, disk error, hand edit) reconverts.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { copyFile, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { FramewiseError } from '../../errors/index.js';
+import { FramewiseError, toStorageError } from '../../errors/index.js';
+import { makeDir } from '../../errors/make-dir.js';
 import type { BackboneId } from '../backbone.js';
 import { loadNsfwjsArtifacts, nsfwjsVersion, type NsfwjsModelName } from '../pretrained-weights.js';
 import { CONVERTER_VERSION, convertToOnnxDetailed } from './convert.js';
@@ -65,8 +66,8 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 /** Write `bytes` to `path` through a private temporary file + fsync + rename (atomic replace). */
-async function writeAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
+export async function writeAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
+  await makeDir(dirname(path));
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
   try {
     const fh = await open(tmp, 'w');
@@ -147,9 +148,15 @@ async function convertAndStore(id: NsfwjsModelName, path: string): Promise<OnnxM
     mapSize: conv.mapSize,
     createdAt: new Date().toISOString(),
   };
-  // model first, sidecar second: a sidecar never points at a model that is not there yet
-  await writeAtomic(path, conv.model);
-  await writeAtomic(`${path}.json`, `${JSON.stringify(sidecar, null, 2)}\n`);
+  try {
+    // model first, sidecar second: a sidecar never points at a model that is not there yet
+    await writeAtomic(path, conv.model);
+    await writeAtomic(`${path}.json`, `${JSON.stringify(sidecar, null, 2)}\n`);
+  } catch (err) {
+    // a full or read-only cache folder is a storage error (the same for every file: it stops a run);
+    // any other write failure leaves no backbone to run
+    throw toStorageError(err, 'the converted ONNX model to the cache folder', 'FW_ERR_BACKBONE_UNAVAILABLE');
+  }
   return toResult(path, sidecar);
 }
 
@@ -158,7 +165,8 @@ const inFlight = new Map<string, Promise<OnnxModelFile>>();
 /**
  * The ONNX model of a backbone, converted on first use and verified (sha256) on every later one.
  * Throws FW_ERR_BACKBONE_UNAVAILABLE for backbones the converter does not handle,
- * FW_ERR_ONNX_UNSUPPORTED_OP when the weights contain an op it does not know.
+ * FW_ERR_ONNX_UNSUPPORTED_OP when the weights contain an op it does not know, and
+ * FW_ERR_STORAGE_FULL / FW_ERR_STORAGE_READONLY when the converted model cannot be written.
  */
 export async function ensureOnnxModel(backboneId: BackboneId, cacheDir: string, log?: CacheLog): Promise<OnnxModelFile> {
   const id = convertibleId(backboneId);
@@ -181,16 +189,16 @@ export async function ensureOnnxModel(backboneId: BackboneId, cacheDir: string, 
 /** Write the backbone's ONNX model to `outPath` (atomically), converting it through the cache. For `framewise export --onnx`. */
 export async function exportOnnx(backboneId: BackboneId, outPath: string, cacheDir: string, log?: CacheLog): Promise<OnnxModelFile> {
   const model = await ensureOnnxModel(backboneId, cacheDir, log);
-  await mkdir(dirname(outPath), { recursive: true });
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
   try {
+    await makeDir(dirname(outPath));
     await copyFile(model.path, tmp);
     const copied = sha256(await readFile(tmp));
     if (copied !== model.sha256) throw new FramewiseError('FW_ERR_INTERNAL', `onnx export: the copy of ${model.path} has a different checksum`);
     await rename(tmp, outPath);
   } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw toStorageError(err, 'the exported ONNX model');
   }
   return { ...model, path: outPath };
 }

@@ -14,7 +14,7 @@ export const ONNX_IR_VERSION = 8;
 export const ONNX_OPSET = 13;
 
 /** TensorProto.DataType values used here. */
-export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9 } as const;
 export type DataTypeCode = (typeof DataType)[keyof typeof DataType];
 
 /** AttributeProto.AttributeType values used here. */
@@ -171,9 +171,9 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
 
 // ---- small constructors (keep call sites short and typed) ----
 
-export function tensorProto(name: string, dims: number[], data: Float32Array | Uint8Array | Int32Array | BigInt64Array): TensorProto {
+export function tensorProto(name: string, dims: number[], data: Float32Array | Uint8Array | Int32Array | BigInt64Array, type?: DataTypeCode): TensorProto {
   const dataType: DataTypeCode =
-    data instanceof Float32Array ? DataType.FLOAT : data instanceof Int32Array ? DataType.INT32 : data instanceof BigInt64Array ? DataType.INT64 : DataType.UINT8;
+    type ?? (data instanceof Float32Array ? DataType.FLOAT : data instanceof Int32Array ? DataType.INT32 : data instanceof BigInt64Array ? DataType.INT64 : DataType.UINT8);
   // raw_data must be little-endian; typed arrays are host-endian and every platform
   // onnxruntime-node ships for (x64, arm64) is little-endian.
   return { name, dims, dataType, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
@@ -187,6 +187,7 @@ export const attr = {
   int: (name: string, i: number): AttributeProto => ({ name, type: AttributeType.INT, i }),
   ints: (name: string, ints: number[]): AttributeProto => ({ name, type: AttributeType.INTS, ints }),
   float: (name: string, value: number): AttributeProto => ({ name, type: AttributeType.FLOAT, f: value }),
+  string: (name: string, value: string): AttributeProto => ({ name, type: AttributeType.STRING, s: new TextEncoder().encode(value) }),
 };
 
 /** A tensor value description; `null` in `dims` is a dynamic dimension named `dynamicName`. */
