@@ -1,7 +1,7 @@
 /** Feature-store entries of streams other than rgb: their own paths, rgb paths unchanged, presence masks kept. */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FeatureStore, type FeatureSequence } from '../../src/features/feature-store.js';
+import { decodeEntry, encodeEntry, FeatureStore, type FeatureSequence } from '../../src/features/feature-store.js';
 import { parseStreams } from '../../src/features/streams.js';
 import { makeTempDir, removeDir } from '../helpers/clips.js';
 
@@ -44,6 +44,13 @@ describe('feature store streams', () => {
     const back = await store.get(poseKey);
     expect(Array.from(back?.present ?? [])).toEqual([1, 0, 1]);
     expect((await store.get(rgbKey))?.present).toBeUndefined();
+  });
+
+  it('an entry whose presence mask does not fit its frames is a miss', () => {
+    const poseKey = { contentHash: hash, backboneId: 'pose', backboneVersion: 'movenet@abc', featureKind: 'pooled' as const, sampling: 'uniform16-256-letterbox', stream: 'pose' };
+    expect(decodeEntry(encodeEntry(seq(poseKey, 1, [1, 0, 1])), poseKey)?.present).toEqual(Uint8Array.from([1, 0, 1]));
+    expect(decodeEntry(encodeEntry(seq(poseKey, 1, [1, 0])), poseKey)).toBeUndefined();
+    expect(decodeEntry(encodeEntry(seq(poseKey, 1, [1, 0, 1])), { ...poseKey, stream: 'hands' })).toBeUndefined();
   });
 
   it('parses stream sets in a canonical order and names the allowed values', () => {
