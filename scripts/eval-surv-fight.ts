@@ -34,7 +34,7 @@ import type { FeatureKind } from '../src/ml/backbone.js';
 import { parseHeadOptions, type HeadOptions } from '../src/ml/head.js';
 import { DEFAULT_TRAIN_FEATURE } from '../src/jobs/train.js';
 import { augmentArg } from '../src/cli/train-options.js';
-import { parseStreams, formatStreams, type StreamId } from '../src/features/streams.js';
+import { DEFAULT_STREAMS, parseStreams, formatStreams, type StreamId } from '../src/features/streams.js';
 import { collectStreamFeatures, createStreamExtractor, withStreams } from '../src/jobs/stream-features.js';
 import type { FoldSpec } from '../src/jobs/train.js';
 import { FUSIONS, type Fusion } from '../src/ml/head.js';
@@ -117,7 +117,7 @@ if (streamSets) {
 
 /** The configuration `framewise train` uses with no options. */
 const defaults = parseHeadOptions({});
-const isDefault = (c: Config): boolean => c.feature === DEFAULT_TRAIN_FEATURE && JSON.stringify(parseHeadOptions(c.head)) === JSON.stringify(defaults) && (!c.streams || (c.streams.length === 1 && c.streams[0] === 'rgb'));
+const isDefault = (c: Config): boolean => c.feature === DEFAULT_TRAIN_FEATURE && JSON.stringify(parseHeadOptions(c.head)) === JSON.stringify(defaults) && (c.streams ? formatStreams(c.streams) === formatStreams(DEFAULT_STREAMS) : formatStreams(DEFAULT_STREAMS) === 'rgb');
 
 /** The default set (about 15 minutes on 2 idle cores); `--all` runs every combination above, `--only` picks by name. */
 const STANDARD = [

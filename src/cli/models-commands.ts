@@ -18,7 +18,7 @@ import { DEFAULT_TRAIN_FEATURE, TFJS_BACKENDS, type TfjsBackendChoice } from '..
 import { createProgress } from './progress.js';
 import { addHeadOptions, augmentArg, headOptionsFrom, streamsArg, trainOptionsFrom, type HeadFlags } from './train-options.js';
 import type { Extractor } from '../features/extract.js';
-import type { StreamId } from '../features/streams.js';
+import { DEFAULT_STREAMS, type StreamId } from '../features/streams.js';
 import { collectStreamFeatures, createStreamExtractor, isRgbOnly } from '../jobs/stream-features.js';
 
 interface Io {
@@ -137,9 +137,10 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
   });
   const policy = o.sampling ? parseSampling(o.sampling) : DEFAULT_SAMPLING;
   const geometry = { size: BACKBONE_SPECS[rt.backbone].inputSize, crop: o.crop };
-  const multi = o.streams !== undefined && !isRgbOnly(o.streams);
-  if (multi && o.augment) throw new FramewiseError('FW_ERR_CONFIG_INVALID', '--augment works with --streams rgb only');
-  const streamExtractor = multi ? await createStreamExtractor(rt, policy, geometry, o.streams as StreamId[]) : undefined;
+  const streams = o.streams ?? DEFAULT_STREAMS;
+  const multi = !isRgbOnly(streams);
+  if (multi && o.augment) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${streams.join(',')})`);
+  const streamExtractor = multi ? await createStreamExtractor(rt, policy, geometry, streams) : undefined;
   const extractor = streamExtractor ?? (await createExtractor(rt, policy, geometry));
   const quiet = Boolean(o.json);
   try {
@@ -231,6 +232,6 @@ export function registerModelCommands(program: Command, io: Io, run: Run): void 
       .option('--cache-dir <dir>', 'feature store')
       .option('--threads <n>', 'onnx intra-op threads', (v) => Number(v))
       .option('--json', 'no progress on stderr')
-      .option('--streams <set>', 'per-frame streams the head reads: a comma-separated subset of rgb, motion, pose, hands (default rgb); each is embedded once and cached', streamsArg(false)),
+      .option('--streams <set>', `per-frame streams the head reads: a comma-separated subset of rgb, motion, pose, hands (default ${DEFAULT_STREAMS.join(',')}); each is embedded once and cached`, streamsArg(false)),
   ).action(async (o) => run((c) => cmdCv(o as CvFlags, c, io)));
 }

@@ -512,7 +512,7 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
   // several streams (or auto): one decode per clip feeds every stream, each cached on its own
   let streamExtractor: StreamExtractor | undefined;
   if (requested === 'auto' || !sf.isRgbOnly(requested)) {
-    if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) throw new FramewiseError('FW_ERR_CONFIG_INVALID', '--augment works with --streams rgb only');
+    if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${requested === 'auto' ? 'auto' : requested.join(',')})`);
     let streams: StreamId[] = requested === 'auto' ? ['rgb', 'motion'] : [...requested];
     if (requested === 'auto') {
       // the keypoint streams this build can load join the candidates
