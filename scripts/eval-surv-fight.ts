@@ -237,7 +237,7 @@ const foldCount = sorted[0]?.folds[0]?.length ?? 0;
 const lines = [
   `${datasetName}, ${dataset.foldNote} (n=${n}, ${dataset.classes}; chance ${(dataset.chance * 100).toFixed(1)} %), seed${several ? 's' : ''} ${seedList.join(',')}; mean ± sd over ${seedList.length * foldCount} fold results${augment ? `; training rows augmented (--augment ${values.augment})` : ''}`,
   '',
-  `| configuration | ${streamSets ? 'streams' : 'features'} | head | top-1 % | mean class acc. % |${several ? ' top-1 per seed |' : ''}`,
+  `| configuration | ${rows.some((r) => r.config.streams) ? 'streams' : 'features'} | head | top-1 % | mean class acc. % |${several ? ' top-1 per seed |' : ''}`,
   `|---|---|---|---|---|${several ? '---|' : ''}`,
   ...sorted.map((r) => `| ${r.default ? '**default** ' : ''}${r.config.name.split(' ')[0]} | ${r.config.streams ? `${formatStreams(r.config.streams)} (${r.config.feature})` : r.config.feature} | ${describe(r.config)} | ${pct(r.top1)} | ${pct(r.mca)} |${several ? ` ${r.seedTop1.map((x) => (x * 100).toFixed(1)).join(' / ')} |` : ''}`),
 ];

@@ -446,6 +446,8 @@ export interface TrainingOptions {
   streams?: readonly StreamId[] | 'auto';
   /** Seeds `auto` compares candidates over (each with its own validation split). @defaultValue seed, seed+1, seed+2 */
   autoSeeds?: number[];
+  /** The streams `auto` builds its candidate sets from. @defaultValue rgb, motion and the keypoint streams this build can load */
+  autoStreams?: StreamId[];
 }
 
 export interface TrainingHooks {
@@ -513,8 +515,8 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
   let streamExtractor: StreamExtractor | undefined;
   if (requested === 'auto' || !sf.isRgbOnly(requested)) {
     if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${requested === 'auto' ? 'auto' : requested.join(',')})`);
-    let streams: StreamId[] = requested === 'auto' ? ['rgb', 'motion'] : [...requested];
-    if (requested === 'auto') {
+    let streams: StreamId[] = requested === 'auto' ? (o.autoStreams ? [...o.autoStreams] : ['rgb', 'motion']) : [...requested];
+    if (requested === 'auto' && !o.autoStreams) {
       // the keypoint streams this build can load join the candidates
       for (const id of KEYPOINT_STREAMS) {
         try {
