@@ -3,6 +3,12 @@
  *   npm run eval:surv-fight -- [--data DIR] [--cache-dir DIR] [--out FILE.md] [--only NAME,...|--all] [--seeds 1,2]
  *   npm run eval:surv-fight -- --from-json FILE.json --out FILE.md   (re-render a previous run's table)
  *   npm run eval:surv-fight -- --augment jitter:1,flip ...           (train on augmented copies too)
+ * and for per-frame stream sets (the default head and the mean-pooling baseline on each set):
+ *   npm run eval -- --dataset surv_fight|egogestar_dev --streams rgb --streams motion --streams rgb,motion [--fusion late] [--seeds 1,2,3]
+ *
+ * Datasets: `surv_fight` (groups.csv, its 5 `fold` column folds, validation grouped by
+ * `source_group`) and `egogestar_dev` (manifest.csv, 4 group-aware stratified folds by `serial`,
+ * fixed across seeds, validation grouped by `serial`).
  *
  * Runs the 5 group-disjoint folds of `../shared/datasets/surv_fight/groups.csv` (column `fold`;
  * clips of one source video never straddle folds) for each head configuration × feature kind ×
@@ -28,12 +34,19 @@ import type { FeatureKind } from '../src/ml/backbone.js';
 import { parseHeadOptions, type HeadOptions } from '../src/ml/head.js';
 import { DEFAULT_TRAIN_FEATURE } from '../src/jobs/train.js';
 import { augmentArg } from '../src/cli/train-options.js';
+import { DEFAULT_STREAMS, parseStreams, formatStreams, type StreamId } from '../src/features/streams.js';
+import { collectStreamFeatures, createStreamExtractor, withStreams } from '../src/jobs/stream-features.js';
+import type { FoldSpec } from '../src/jobs/train.js';
+import { FUSIONS, type Fusion } from '../src/ml/head.js';
 
 const { values } = parseArgs({
   options: {
-    data: { type: 'string', default: join(PROJECT_ROOT, '..', 'shared', 'datasets', 'surv_fight') },
+    dataset: { type: 'string', default: 'surv_fight' },
+    data: { type: 'string' },
+    streams: { type: 'string', multiple: true },
+    fusion: { type: 'string', default: 'early' },
     'cache-dir': { type: 'string', default: join(PROJECT_ROOT, '.cache', 'test-features') },
-    out: { type: 'string', default: join(PROJECT_ROOT, 'bench-results', 'eval-surv-fight.md') },
+    out: { type: 'string' },
     only: { type: 'string' },
     seeds: { type: 'string', default: '1' },
     all: { type: 'boolean', default: false },
@@ -44,10 +57,37 @@ const { values } = parseArgs({
 /** `--augment jitter:K,flip`: every configuration also trains on augmented copies of its training rows. */
 const augment = values.augment ? augmentArg(values.augment) : undefined;
 
+interface Dataset {
+  manifest: string;
+  folds: FoldSpec;
+  foldNote: string;
+  groupColumn: string;
+  classes: string;
+  chance: number;
+}
+const DATASETS: Record<string, Dataset> = {
+  surv_fight: { manifest: 'groups.csv', folds: { kind: 'column', column: 'fold' }, foldNote: '5 group-disjoint folds (column `fold`)', groupColumn: 'source_group', classes: 'fight/noFight', chance: 0.5 },
+  egogestar_dev: { manifest: 'manifest.csv', folds: { kind: 'k', k: 4, groupColumn: 'serial', seed: 1 }, foldNote: '4 serial-disjoint stratified folds (column `serial`, fold seed 1)', groupColumn: 'serial', classes: '11 gestures', chance: 1 / 11 },
+};
+const datasetName = values.dataset as string;
+const dataset = DATASETS[datasetName];
+if (!dataset) {
+  process.stderr.write(`eval: unknown --dataset ${datasetName} (expected ${Object.keys(DATASETS).join(', ')})\n`);
+  process.exit(2);
+}
+const fusion = values.fusion as Fusion;
+if (!FUSIONS.includes(fusion)) {
+  process.stderr.write(`eval: --fusion early or late\n`);
+  process.exit(2);
+}
+const streamSets: StreamId[][] | undefined = values.streams?.map((t) => parseStreams(t));
+
 interface Config {
   name: string;
   feature: FeatureKind;
   head: Partial<HeadOptions>;
+  /** Per-frame streams (stream mode), else the backbone's rgb features. */
+  streams?: StreamId[];
 }
 
 const HEADS: Array<{ name: string; head: Partial<HeadOptions>; diffs: Array<HeadOptions['temporalDiff']>; features?: FeatureKind[] }> = [
@@ -59,16 +99,25 @@ const HEADS: Array<{ name: string; head: Partial<HeadOptions>; diffs: Array<Head
 ];
 
 const configs: Config[] = [];
-for (const feature of ['pooled', 'grid'] as const) {
-  for (const h of HEADS) {
-    if (h.features && !h.features.includes(feature)) continue;
-    for (const diff of h.diffs) configs.push({ name: `${h.name}${diff === 'none' ? '' : `+diff-${diff}`} ${feature}`, feature, head: { ...h.head, temporalDiff: diff } });
+if (streamSets) {
+  // stream mode: the default head (with --fusion) and the mean-pooling baseline on each stream set
+  for (const set of streamSets) {
+    const name = formatStreams(set);
+    configs.push({ name: `${name} ${DEFAULT_TRAIN_FEATURE}`, feature: DEFAULT_TRAIN_FEATURE, head: set.length > 1 ? { fusion } : {}, streams: set });
+    configs.push({ name: `mean:${name} ${DEFAULT_TRAIN_FEATURE}`, feature: DEFAULT_TRAIN_FEATURE, head: { cell: 'mean' }, streams: set });
+  }
+} else {
+  for (const feature of ['pooled', 'grid'] as const) {
+    for (const h of HEADS) {
+      if (h.features && !h.features.includes(feature)) continue;
+      for (const diff of h.diffs) configs.push({ name: `${h.name}${diff === 'none' ? '' : `+diff-${diff}`} ${feature}`, feature, head: { ...h.head, temporalDiff: diff } });
+    }
   }
 }
 
 /** The configuration `framewise train` uses with no options. */
 const defaults = parseHeadOptions({});
-const isDefault = (c: Config): boolean => c.feature === DEFAULT_TRAIN_FEATURE && JSON.stringify(parseHeadOptions(c.head)) === JSON.stringify(defaults);
+const isDefault = (c: Config): boolean => c.feature === DEFAULT_TRAIN_FEATURE && JSON.stringify(parseHeadOptions(c.head)) === JSON.stringify(defaults) && (c.streams ? formatStreams(c.streams) === formatStreams(DEFAULT_STREAMS) : formatStreams(DEFAULT_STREAMS) === 'rgb');
 
 /** The default set (about 15 minutes on 2 idle cores); `--all` runs every combination above, `--only` picks by name. */
 const STANDARD = [
@@ -76,7 +125,7 @@ const STANDARD = [
   'mean grid', 'lstm grid', 'lstm+diff-append grid', 'lstm+diff-only grid', 'gru+diff-only grid', 'bilstm+diff-only grid', 'attention grid', 'attention+diff-only grid',
 ];
 const only = values.only?.split(',').map((s) => s.trim());
-const selected = configs.filter((c) => (only ? only.some((o) => c.name === o || c.name.startsWith(`${o} `)) : values.all || STANDARD.includes(c.name)));
+const selected = streamSets ? configs : configs.filter((c) => (only ? only.some((o) => c.name === o || c.name.startsWith(`${o} `)) : values.all || STANDARD.includes(c.name)));
 const seeds = (values.seeds as string).split(',').map(Number);
 
 interface Row {
@@ -96,45 +145,74 @@ const stats = (xs: number[]): { mean: number; sd: number } => {
 };
 
 const rows: Row[] = [];
-let n = 300;
+let n = 0;
 let seedList = seeds;
+const costs: Record<string, { frames: number; ms: number }> = {};
 if (values['from-json']) {
   // re-render a previous run's table (the default is marked by the current defaults)
-  const saved = JSON.parse(await readFile(resolve(values['from-json']), 'utf8')) as Array<{ name: string; feature: FeatureKind; head: HeadOptions; top1: Row['top1']; meanClassAccuracy: Row['mca']; seconds: number; folds: CrossValidationResult['folds'][] }>;
+  const saved = JSON.parse(await readFile(resolve(values['from-json']), 'utf8')) as Array<{ name: string; feature: FeatureKind; head: HeadOptions; streams?: StreamId[]; n?: number; top1: Row['top1']; meanClassAccuracy: Row['mca']; seconds: number; folds: CrossValidationResult['folds'][] }>;
   for (const r of saved) {
-    const c: Config = { name: r.name, feature: r.feature, head: r.head };
+    const c: Config = { name: r.name, feature: r.feature, head: r.head, ...(r.streams ? { streams: r.streams } : {}) };
+    n = r.n ?? 300;
     rows.push({ config: c, default: isDefault(c), top1: r.top1, mca: r.meanClassAccuracy, seedTop1: r.folds.map((f) => f.reduce((a, x) => a + x.top1, 0) / f.length), folds: r.folds, seconds: r.seconds });
   }
   seedList = Array.from({ length: saved[0]?.folds.length ?? 1 }, (_, i) => i + 1);
 } else {
-  const data = resolve(values.data as string);
-  if (!existsSync(join(data, 'groups.csv'))) {
-    process.stderr.write(`eval-surv-fight: ${join(data, 'groups.csv')} not found\n`);
+  const data = resolve(values.data ?? join(PROJECT_ROOT, '..', 'shared', 'datasets', datasetName));
+  if (!existsSync(join(data, dataset.manifest))) {
+    process.stderr.write(`eval: ${join(data, dataset.manifest)} not found\n`);
     process.exit(2);
   }
   getLogger('warn');
   const config = loadConfig();
-  const manifest = await readManifest(join(data, 'groups.csv'), { requireLabel: true });
+  const manifest = await readManifest(join(data, dataset.manifest), { requireLabel: true });
   n = manifest.items.length;
-  const features = new Map<FeatureKind, { data: LabelledFeatures; extractor: Awaited<ReturnType<typeof createExtractor>> }>();
+  const features = new Map<FeatureKind, { data: LabelledFeatures; extractor: { identity: Awaited<ReturnType<typeof createExtractor>>['identity']; sampling: Awaited<ReturnType<typeof createExtractor>>['sampling'] } }>();
+  const policy = { kind: 'uniform' as const, frames: 16 };
+  const geometry = { size: 224, crop: 'center' as const };
   for (const kind of [...new Set(selected.map((c) => c.feature))]) {
     const t0 = Date.now();
     const rt = runtimeFromConfig(config, { cacheDir: resolve(values['cache-dir'] as string), featureKind: kind });
-    const extractor = await createExtractor(rt, { kind: 'uniform', frames: 16 }, { size: 224, crop: 'center' });
-    const feats = await collectFeatures(manifest.items, extractor);
-    await extractor.dispose();
+    let feats: LabelledFeatures;
+    let stats: { cached: number; embedded: number };
+    let extractor: { identity: Awaited<ReturnType<typeof createExtractor>>['identity']; sampling: Awaited<ReturnType<typeof createExtractor>>['sampling'] };
+    if (streamSets) {
+      // every stream any set needs, extracted once (each cached in the store on its own)
+      const all = parseStreams(streamSets.map(formatStreams).join(','));
+      const sx = await createStreamExtractor(rt, policy, geometry, all);
+      feats = await collectStreamFeatures(manifest.items, sx);
+      await sx.dispose();
+      for (const [id, c] of Object.entries(sx.cost)) costs[id] = c;
+      stats = sx.stats;
+      extractor = { identity: sx.identity, sampling: sx.sampling };
+    } else {
+      const x = await createExtractor(rt, policy, geometry);
+      feats = await collectFeatures(manifest.items, x);
+      await x.dispose();
+      stats = x.stats;
+      extractor = x;
+    }
     if (feats.failed.length > 0) process.stderr.write(`${kind}: ${feats.failed.length} clips failed: ${feats.failed.map((f) => f.source).join(', ')}\n`);
-    process.stderr.write(`${kind}: ${feats.examples.length} clips (${extractor.stats.cached} from the store, ${extractor.stats.embedded} embedded) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stderr.write(`${kind}: ${feats.examples.length} clips (${stats.cached} from the store, ${stats.embedded} embedded) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     features.set(kind, { data: feats, extractor });
   }
   for (const c of selected) {
     const f = features.get(c.feature);
     if (!f) continue;
+    const data = c.streams ? withStreams(f.data, c.streams) : f.data;
     const t0 = Date.now();
     const perSeed: CrossValidationResult[] = [];
     for (const seed of seeds) {
       perSeed.push(
-        await runCrossValidation({ extractor: f.extractor, data: f.data, folds: { kind: 'column', column: 'fold' }, groupColumn: 'source_group', head: c.head, training: { seed }, ...(augment ? { augment: { options: augment, extractor: f.extractor } } : {}) }),
+        await runCrossValidation({
+          extractor: f.extractor,
+          data,
+          folds: dataset.folds,
+          groupColumn: dataset.groupColumn,
+          head: c.head,
+          training: { seed },
+          ...(augment ? { augment: { options: augment, extractor: f.extractor as Awaited<ReturnType<typeof createExtractor>> } } : {}),
+        }),
       );
     }
     // sd over every (seed, fold) result: the spread a user sees from one run on one fold
@@ -144,28 +222,30 @@ if (values['from-json']) {
     rows.push(row);
     process.stderr.write(`${c.name.padEnd(34)} top-1 ${(top1.mean * 100).toFixed(1)} ± ${(top1.sd * 100).toFixed(1)}  mean class ${(mca.mean * 100).toFixed(1)} ± ${(mca.sd * 100).toFixed(1)}  (${row.seconds.toFixed(0)} s)\n`);
   }
-  for (const f of features.values()) await f.extractor.dispose();
 }
 
 const pct = (x: { mean: number; sd: number }): string => `${(x.mean * 100).toFixed(1)} ± ${(x.sd * 100).toFixed(1)}`;
 const describe = (c: Config): string => {
   const h = parseHeadOptions(c.head);
   if (h.cell === 'mean') return `mean-pool → softmax${h.temporalDiff !== 'none' ? ` (diff ${h.temporalDiff})` : ''}`;
-  return `proj ${h.projection} → ${h.bidirectional ? 'bi' : ''}${h.cell.toUpperCase()} ${h.units}${h.pooling === 'attention' ? ' → attention' : ''}, dropout ${h.dropout}${h.temporalDiff !== 'none' ? `, diff ${h.temporalDiff}` : ''}`;
+  const fused = c.streams && c.streams.length > 1 ? `${h.fusion} fusion: ` : '';
+  return `${fused}proj ${h.projection} → ${h.bidirectional ? 'bi' : ''}${h.cell.toUpperCase()} ${h.units}${h.pooling === 'attention' ? ' → attention' : ''}, dropout ${h.dropout}${h.temporalDiff !== 'none' ? `, diff ${h.temporalDiff}` : ''}`;
 };
 const several = seedList.length > 1;
 const sorted = [...rows.filter((r) => r.default), ...rows.filter((r) => !r.default).sort((a, b) => b.top1.mean - a.top1.mean)];
+const foldCount = sorted[0]?.folds[0]?.length ?? 0;
 const lines = [
-  `surv_fight, 5 group-disjoint folds (n=${n}, fight/noFight; chance 50 %), seed${several ? 's' : ''} ${seedList.join(',')}; mean ± sd over ${seedList.length * 5} fold results${augment ? `; training rows augmented (--augment ${values.augment})` : ''}`,
+  `${datasetName}, ${dataset.foldNote} (n=${n}, ${dataset.classes}; chance ${(dataset.chance * 100).toFixed(1)} %), seed${several ? 's' : ''} ${seedList.join(',')}; mean ± sd over ${seedList.length * foldCount} fold results${augment ? `; training rows augmented (--augment ${values.augment})` : ''}`,
   '',
-  `| configuration | features | head | top-1 % | mean class acc. % |${several ? ' top-1 per seed |' : ''}`,
+  `| configuration | ${rows.some((r) => r.config.streams) ? 'streams' : 'features'} | head | top-1 % | mean class acc. % |${several ? ' top-1 per seed |' : ''}`,
   `|---|---|---|---|---|${several ? '---|' : ''}`,
-  ...sorted.map((r) => `| ${r.default ? '**default** ' : ''}${r.config.name.split(' ')[0]} | ${r.config.feature} | ${describe(r.config)} | ${pct(r.top1)} | ${pct(r.mca)} |${several ? ` ${r.seedTop1.map((x) => (x * 100).toFixed(1)).join(' / ')} |` : ''}`),
+  ...sorted.map((r) => `| ${r.default ? '**default** ' : ''}${r.config.name.split(' ')[0]} | ${r.config.streams ? `${formatStreams(r.config.streams)} (${r.config.feature})` : r.config.feature} | ${describe(r.config)} | ${pct(r.top1)} | ${pct(r.mca)} |${several ? ` ${r.seedTop1.map((x) => (x * 100).toFixed(1)).join(' / ')} |` : ''}`),
 ];
+if (Object.keys(costs).length > 0) lines.push('', `embedding cost this run: ${Object.entries(costs).map(([id, c]) => `${id} ${((c.frames * 1000) / Math.max(1, c.ms)).toFixed(1)} frames/s`).join(', ')}`);
 const table = `${lines.join('\n')}\n`;
 process.stdout.write(`\n${table}`);
-const out = resolve(values.out as string);
+const out = resolve(values.out ?? join(PROJECT_ROOT, 'bench-results', `eval-${datasetName.replace(/_/g, '-')}${streamSets ? '-streams' : ''}.md`));
 await mkdir(dirname(out), { recursive: true });
 await writeFile(out, table);
-if (!values['from-json']) await writeFile(out.replace(/\.md$/, '.json'), `${JSON.stringify(rows.map((r) => ({ name: r.config.name, feature: r.config.feature, head: parseHeadOptions(r.config.head), default: r.default, top1: r.top1, meanClassAccuracy: r.mca, seconds: r.seconds, folds: r.folds })), null, 2)}\n`);
+if (!values['from-json']) await writeFile(out.replace(/\.md$/, '.json'), `${JSON.stringify(rows.map((r) => ({ name: r.config.name, feature: r.config.feature, head: parseHeadOptions(r.config.head), ...(r.config.streams ? { streams: r.config.streams } : {}), n, default: r.default, top1: r.top1, meanClassAccuracy: r.mca, seconds: r.seconds, folds: r.folds })), null, 2)}\n`);
 process.stderr.write(`wrote ${out}\n`);

@@ -13,7 +13,9 @@ import { loadConfig, type Config } from '../config/index.js';
 import { getLogger } from '../config/log.js';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { expandInputs, type Inputs } from '../features/inputs.js';
-import { failure, labelItems, labelItemsWindowed, type LabelResult } from '../jobs/label.js';
+import { failure, labelItems, labelItemsWindowed, labelStreamItems, type LabelResult } from '../jobs/label.js';
+import { createHeadStreamExtractor, isRgbOnly } from '../jobs/stream-features.js';
+import type { Extractor } from '../features/extract.js';
 import { createWindowsDeps } from '../jobs/windows.js';
 import { createExtractor, runtimeFromConfig, type RuntimeOptions } from '../jobs/runtime.js';
 import { runTraining, type AugmentOptions } from '../jobs/train.js';
@@ -31,7 +33,8 @@ import { createProgress } from './progress.js';
 import { nonNegativeNumber, positiveInt, positiveNumber, unitInterval } from './arg-parsers.js';
 import { registerQueueCommands } from './queue-commands.js';
 import { registerModelCommands } from './models-commands.js';
-import { addHeadOptions, augmentArg, headOptionsFrom, trainOptionsFrom, unknownRuleArg, type HeadFlags } from './train-options.js';
+import { addHeadOptions, augmentArg, headOptionsFrom, streamsArg, trainOptionsFrom, unknownRuleArg, type HeadFlags } from './train-options.js';
+import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../features/streams.js';
 
 export const EXIT = { OK: 0, PARTIAL: 1, USAGE: 2, FAILED: 3 } as const;
 
@@ -128,15 +131,22 @@ async function cmdLabel(inputs: string[], o: LabelFlags, config: Config, io: Io)
   const head = await TemporalHead.load(modelDir, undefined, rtProbe.backend);
   const meta = head.metadata;
   const rt = runtime(config, o, { backbone: meta.backbone.id as BackboneId, feature: meta.backbone.featureKind });
-  if (o.windows !== undefined) return labelWindowsCommand(inputs, o, rt, head, modelDir, io);
-  const extractor = await createExtractor(rt, meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
+  const streams = head.streams.map((s) => s.id);
+  if (o.windows !== undefined) {
+    if (!isRgbOnly(streams)) throw new FramewiseError('FW_ERR_MODEL_STREAMS_UNSUPPORTED', `this model reads the streams ${formatStreams(streams)}; --windows computes rgb only: label it without --windows`);
+    return labelWindowsCommand(inputs, o, rt, head, modelDir, io);
+  }
+  // exactly the streams the model reads: the backbone's rgb features alone, or several streams from one decode
+  const streamExtractor = await createHeadStreamExtractor(rt, head);
+  const extractor = streamExtractor ?? (await createExtractor(rt, meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop }));
   const { checkCompatible } = await import('../ml/head.js');
   checkCompatible(meta, extractor.identity, modelDir);
 
   const expanded = await expandInputs(inputs);
   const threshold = unknownThresholdOf(meta);
   async function* results(): AsyncGenerator<LabelResult> {
-    for await (const r of labelItems(expanded.items, extractor, head, o.topK)) yield applyUnknownThreshold(r, threshold);
+    const all = streamExtractor ? labelStreamItems(expanded.items, streamExtractor, head, o.topK) : labelItems(expanded.items, extractor as Extractor, head, o.topK);
+    for await (const r of all) yield applyUnknownThreshold(r, threshold);
   }
   try {
     return await writeLabelOutput(expanded, results(), o, io, false);
@@ -254,6 +264,7 @@ interface TrainFlags extends EmbedFlags, HeadFlags {
   unknownRule?: UnknownRule;
   augment?: AugmentOptions;
   id?: string;
+  streams?: StreamId[] | 'auto';
 }
 
 async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> {
@@ -292,6 +303,7 @@ async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> 
       report: o.report,
       ...(o.unknownRule ? { unknownRule: o.unknownRule } : {}),
       ...(o.augment ? { augment: o.augment } : {}),
+      ...(o.streams ? { streams: o.streams } : {}),
     },
     {
       onItem: (done, total, item) => {
@@ -331,7 +343,13 @@ async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> 
     cancelled: result.cancelled,
     features: result.features,
     ...(result.augmented ? { augmented: result.augmented } : {}),
+    streams: result.streams,
+    ...(result.streamChoice ? { streamChoice: result.streamChoice } : {}),
   };
+  if (result.streamChoice && !quiet) {
+    for (const c of result.streamChoice.candidates) io.stderr.write(`streams ${formatStreams(c.streams).padEnd(24)} validation top-1 ${(c.mean * 100).toFixed(1)} ± ${(c.sd * 100).toFixed(1)} %${c.framesPerSec !== null ? `, ${c.framesPerSec.toFixed(1)} frames/s` : ''}\n`);
+    io.stderr.write(`streams auto: chose ${formatStreams(result.streamChoice.chosen)}\n`);
+  }
   io.stdout.write(`${JSON.stringify(summary)}\n`);
   return result.skipped.length > 0 || result.cancelled ? EXIT.PARTIAL : EXIT.OK;
 }
@@ -441,7 +459,8 @@ export function buildProgram(io: Io, run: (fn: (config: Config) => Promise<numbe
         .option('--unknown-rule <rule>', 'how the unknown threshold is chosen on validation data: macro-f1, precision:P or none (default macro-f1)', unknownRuleArg)
         .option('--no-report', 'do not write the validation report (report.json, report.html) beside the model')
         .option('--augment <what>', 'augmented copies of the training rows, made at extraction and stored: jitter[:K] (K copies with jittered frame positions, default 2) and/or flip (mirrored; left/right labels swap)', augmentArg)
-        .option('--id <name>', 'model id recorded in metadata (default: the --register name, else the --out folder name)'),
+        .option('--id <name>', 'model id recorded in metadata (default: the --register name, else the --out folder name)')
+        .option('--streams <set>', `per-frame streams the head reads: a comma-separated subset of rgb, motion, pose, hands, or auto (the set with the best validation top-1 over 3 seeds; every candidate's score and cost is recorded) (default ${formatStreams(DEFAULT_STREAMS)})`, streamsArg(true)),
     ),
   ).action(async (o) => run((c) => cmdTrain(o as TrainFlags, c, io)));
 

@@ -16,7 +16,10 @@ import { BACKBONE_SPECS } from '../ml/backbone-specs.js';
 import { ModelRegistry, parseModelRef, type VersionInfo } from '../ml/registry.js';
 import { DEFAULT_TRAIN_FEATURE, TFJS_BACKENDS, type TfjsBackendChoice } from '../config/index.js';
 import { createProgress } from './progress.js';
-import { addHeadOptions, augmentArg, headOptionsFrom, trainOptionsFrom, type HeadFlags } from './train-options.js';
+import { addHeadOptions, augmentArg, headOptionsFrom, streamsArg, trainOptionsFrom, type HeadFlags } from './train-options.js';
+import type { Extractor } from '../features/extract.js';
+import { DEFAULT_STREAMS, type StreamId } from '../features/streams.js';
+import { collectStreamFeatures, createStreamExtractor, isRgbOnly } from '../jobs/stream-features.js';
 
 interface Io {
   stdout: NodeJS.WritableStream;
@@ -119,6 +122,7 @@ interface CvFlags extends HeadFlags {
   threads?: number;
   json?: boolean;
   augment?: AugmentOptions;
+  streams?: StreamId[];
 }
 
 async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
@@ -132,12 +136,18 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
     ...(o.threads ? { threads: o.threads } : {}),
   });
   const policy = o.sampling ? parseSampling(o.sampling) : DEFAULT_SAMPLING;
-  const extractor = await createExtractor(rt, policy, { size: BACKBONE_SPECS[rt.backbone].inputSize, crop: o.crop });
+  const geometry = { size: BACKBONE_SPECS[rt.backbone].inputSize, crop: o.crop };
+  const streams = o.streams ?? DEFAULT_STREAMS;
+  const multi = !isRgbOnly(streams);
+  if (multi && o.augment) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${streams.join(',')})`);
+  const streamExtractor = multi ? await createStreamExtractor(rt, policy, geometry, streams) : undefined;
+  const extractor = streamExtractor ?? (await createExtractor(rt, policy, geometry));
   const quiet = Boolean(o.json);
   try {
     const inputs = await readLabelledData(o.manifest);
     const bar = createProgress('extract', inputs.items.length, quiet);
-    const data = await collectFeatures(inputs.items, extractor, (done, _t, item) => bar.update(done, { status: basename(item.source) }));
+    const onItem = (done: number, _t: number, item: { source: string }): void => bar.update(done, { status: basename(item.source) });
+    const data = streamExtractor ? await collectStreamFeatures(inputs.items, streamExtractor, onItem) : await collectFeatures(inputs.items, extractor as Extractor, onItem);
     bar.stop();
     data.failed.unshift(...inputs.errors);
     for (const f of data.failed) io.stderr.write(`framewise: skipped ${f.source}: ${f.error.code}: ${f.error.message}\n`);
@@ -154,12 +164,12 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
       head: headOptionsFrom(o),
       training: trainOptionsFrom(o),
       baseline: Boolean(o.baseline),
-      ...(o.augment ? { augment: { options: o.augment, extractor } } : {}),
+      ...(o.augment ? { augment: { options: o.augment, extractor: extractor as Extractor } } : {}),
       onFold: (r, i, total) => {
         if (!quiet) io.stderr.write(`fold ${r.fold} (${i + 1}/${total}): top-1 ${pct(r.top1)}, mean class accuracy ${pct(r.meanClassAccuracy)} (train ${r.trainN}, val ${r.valN}, test ${r.testN}, ${r.epochs} epochs)${r.baseline ? `; baseline top-1 ${pct(r.baseline.top1)}` : ''}\n`);
       },
     });
-    io.stdout.write(`${JSON.stringify({ ...result, folds: result.folds, foldSource: foldColumn ? `column ${foldColumn}` : `${o.folds ?? 5} group-aware stratified folds${o.groupColumn ? ` by ${o.groupColumn}` : ''}`, skipped: data.failed.map((f) => ({ path: f.source, code: f.error.code })) })}\n`);
+    io.stdout.write(`${JSON.stringify({ ...result, streams: (data.layout ?? [{ id: 'rgb' }]).map((s) => s.id), folds: result.folds, foldSource: foldColumn ? `column ${foldColumn}` : `${o.folds ?? 5} group-aware stratified folds${o.groupColumn ? ` by ${o.groupColumn}` : ''}`, skipped: data.failed.map((f) => ({ path: f.source, code: f.error.code })) })}\n`);
     io.stderr.write(`cv: ${result.summary}\n`);
     return data.failed.length > 0 ? 1 : 0;
   } finally {
@@ -221,6 +231,7 @@ export function registerModelCommands(program: Command, io: Io, run: Run): void 
       .addOption(new Option('--feature <kind>', `per-frame feature (default: FRAMEWISE_FEATURE or ${DEFAULT_TRAIN_FEATURE})`).choices(FEATURE_KINDS))
       .option('--cache-dir <dir>', 'feature store')
       .option('--threads <n>', 'onnx intra-op threads', (v) => Number(v))
-      .option('--json', 'no progress on stderr'),
+      .option('--json', 'no progress on stderr')
+      .option('--streams <set>', `per-frame streams the head reads: a comma-separated subset of rgb, motion, pose, hands (default ${DEFAULT_STREAMS.join(',')}); each is embedded once and cached`, streamsArg(false)),
   ).action(async (o) => run((c) => cmdCv(o as CvFlags, c, io)));
 }

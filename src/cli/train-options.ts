@@ -5,7 +5,8 @@
  */
 import { Option, InvalidArgumentError, type Command } from 'commander';
 import type { AugmentOptions } from '../jobs/train.js';
-import { HEAD_OPTIONS_SCHEMA, POOLINGS, TEMPORAL_DIFFS, TRAIN_OPTIONS_SCHEMA, type HeadOptions, type Pooling, type TemporalDiff, type TrainOptions } from '../ml/head.js';
+import { FUSIONS, HEAD_OPTIONS_SCHEMA, POOLINGS, TEMPORAL_DIFFS, TRAIN_OPTIONS_SCHEMA, type Fusion, type HeadOptions, type Pooling, type TemporalDiff, type TrainOptions } from '../ml/head.js';
+import { parseStreams, STREAM_IDS, type StreamId } from '../features/streams.js';
 import { parseUnknownRule, type UnknownRule } from '../ml/metrics.js';
 import { nonNegativeInt, positiveInt, positiveNumber, rate } from './arg-parsers.js';
 
@@ -18,6 +19,7 @@ export interface HeadFlags {
   projection?: number;
   pooling?: Pooling;
   temporalDiff?: TemporalDiff;
+  fusion?: Fusion;
   epochs?: number;
   batch?: number;
   lr?: number;
@@ -48,6 +50,21 @@ export const augmentArg = (v: string): AugmentOptions => {
   return out;
 };
 
+/** `--streams rgb,motion` (any subset of the stream ids), or `auto` where allowed. */
+export const streamsArg =
+  (allowAuto: boolean) =>
+  (v: string): StreamId[] | 'auto' => {
+    if (v.trim() === 'auto') {
+      if (allowAuto) return 'auto';
+      throw new InvalidArgumentError(`expected a comma-separated subset of ${STREAM_IDS.join(', ')}`);
+    }
+    try {
+      return parseStreams(v);
+    } catch (err) {
+      throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+    }
+  };
+
 /** Add the head and training flags (defaults shown are the schemas'). */
 export function addHeadOptions(cmd: Command): Command {
   const h = HEAD_OPTIONS_SCHEMA.parse({});
@@ -60,6 +77,7 @@ export function addHeadOptions(cmd: Command): Command {
     .option('--no-bidirectional', 'one direction only')
     .addOption(new Option('--pooling <how>', `last recurrent state, or masked attention pooling over all states (default ${h.pooling})`).choices(POOLINGS))
     .addOption(new Option('--temporal-diff <mode>', `frame-to-frame feature differences: none, append ([x_t, x_t − x_t−1]) or only (default ${h.temporalDiff})`).choices(TEMPORAL_DIFFS))
+    .addOption(new Option('--fusion <how>', `several streams: early (per-stream projections concatenated per step into one recurrent head) or late (a head per stream, probabilities averaged) (default ${h.fusion})`).choices(FUSIONS))
     .option('--dropout <rate>', `dropout after the projection and each recurrent layer (default ${h.dropout})`, rate('--dropout'))
     .option('--projection <n>', `per-frame dense projection before the recurrent layers, 0 for none (default ${h.projection})`, nonNegativeInt('--projection'))
     .option('--epochs <n>', `maximum epochs (default ${t.epochs})`, positiveInt('--epochs'))
@@ -80,6 +98,7 @@ export function headOptionsFrom(o: HeadFlags): Partial<HeadOptions> {
     ...(o.bidirectional !== undefined ? { bidirectional: o.bidirectional } : {}),
     ...(o.pooling ? { pooling: o.pooling } : {}),
     ...(o.temporalDiff ? { temporalDiff: o.temporalDiff } : {}),
+    ...(o.fusion ? { fusion: o.fusion } : {}),
     ...(o.dropout !== undefined ? { dropout: o.dropout } : {}),
     ...(o.projection !== undefined ? { projection: o.projection } : {}),
   };

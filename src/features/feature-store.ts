@@ -27,6 +27,8 @@ export interface FeatureKey {
   featureKind: FeatureKind;
   /** From `samplingKey(policy, geometry)`. */
   sampling: string;
+  /** The per-frame stream (features/streams.ts); absent = `rgb` (keys and paths of rgb features are unchanged). */
+  stream?: string;
 }
 
 export interface VideoSummary {
@@ -46,6 +48,8 @@ export interface FeatureSequence {
   /** count × dim floats. */
   data: Float32Array;
   video: VideoSummary;
+  /** Keypoint streams: per frame, 1 when something was seen, 0 when not (the frame's vector is then zero). */
+  present?: Uint8Array;
 }
 
 const MAGIC = Buffer.from('FWF2');
@@ -59,7 +63,9 @@ export class FeatureStore {
 
   pathFor(key: FeatureKey): string {
     const h = key.contentHash;
-    return join(this.root, 'features', 'v1', safe(key.backboneId), safe(key.backboneVersion), key.featureKind, safe(key.sampling), h.slice(0, 2), `${h}.fwf`);
+    // streams other than rgb get their own folder level; rgb paths stay where they always were
+    const stream = key.stream !== undefined && key.stream !== 'rgb' ? [`stream-${safe(key.stream)}`] : [];
+    return join(this.root, 'features', 'v1', ...stream, safe(key.backboneId), safe(key.backboneVersion), key.featureKind, safe(key.sampling), h.slice(0, 2), `${h}.fwf`);
   }
 
   /**
@@ -100,7 +106,7 @@ export class FeatureStore {
 }
 
 export function encodeEntry(seq: FeatureSequence): Buffer {
-  const header = Buffer.from(JSON.stringify({ key: seq.key, count: seq.count, dim: seq.dim, times: seq.times, video: seq.video }), 'utf8');
+  const header = Buffer.from(JSON.stringify({ key: seq.key, count: seq.count, dim: seq.dim, times: seq.times, video: seq.video, ...(seq.present ? { present: Array.from(seq.present) } : {}) }), 'utf8');
   const len = Buffer.alloc(4);
   len.writeUInt32LE(header.length);
   const data = Buffer.from(seq.data.buffer, seq.data.byteOffset, seq.data.byteLength);
@@ -133,6 +139,14 @@ function toHeader(h: unknown, expected: FeatureKey | undefined): Header | undefi
   };
 }
 
+/** A keypoint stream's presence mask from a header: absent → undefined; invalid (not `count` 0/1 values) → null. */
+function toPresent(h: unknown, count: number): Uint8Array | null | undefined {
+  if (!isObject(h) || h.present === undefined) return undefined;
+  const p = h.present;
+  if (!Array.isArray(p) || p.length !== count || !p.every((v) => v === 0 || v === 1)) return null;
+  return Uint8Array.from(p as number[]);
+}
+
 /**
  * The sequence in an entry, or undefined when the entry is not a whole, valid version-2 entry (for
  * `expected`, when given): wrong magic or length, checksum mismatch, an unparsable or incomplete
@@ -147,17 +161,22 @@ export function decodeEntry(buf: Buffer, expected?: FeatureKey): FeatureSequence
   const hlen = buf.readUInt32LE(4);
   if (8 + hlen > bodyEnd) return undefined;
   let header: Header | undefined;
+  let present: Uint8Array | null | undefined;
   try {
-    header = toHeader(JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')), expected);
+    const raw = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as unknown;
+    header = toHeader(raw, expected);
+    present = header ? toPresent(raw, header.count) : undefined;
   } catch {
     return undefined;
   }
-  if (!header) return undefined;
+  if (!header || present === null) return undefined;
+  // streams other than rgb (an absent stream is rgb)
+  if (expected && (header.key.stream ?? 'rgb') !== (expected.stream ?? 'rgb')) return undefined;
   const dataBytes = header.count * header.dim * 4;
   if (8 + hlen + dataBytes !== bodyEnd) return undefined;
   const data = new Float32Array(header.count * header.dim);
   Buffer.from(data.buffer).set(buf.subarray(8 + hlen, bodyEnd));
-  return { ...header, data };
+  return { ...header, data, ...(present ? { present } : {}) };
 }
 
 const hashCache = new Map<string, { size: number; mtimeMs: number; hash: string }>();

@@ -9,6 +9,7 @@ import { basename, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/index.js';
+import type { Extractor } from '../features/extract.js';
 import { FramewiseError } from '../errors/index.js';
 import { readLabelledData, type InputError, type InputItem } from '../features/inputs.js';
 import { decodeFrames, probe, type MediaTools } from '../media/ffmpeg.js';
@@ -69,6 +70,8 @@ export function buildEvalReport(input: {
     unknown: scoreWithUnknown(probs, truth, meta.labels.length, meta.unknownThreshold ?? 0),
     hardestMistakes: hardest,
     ...(input.baseline ? { baseline: input.baseline } : {}),
+    ...(meta.streams ? { streams: meta.streams.map((s) => s.id) } : {}),
+    ...(meta.training.streamChoice ? { streamChoice: meta.training.streamChoice as NonNullable<EvalReport['streamChoice']> } : {}),
   };
 }
 
@@ -167,16 +170,21 @@ export async function runEvaluation(o: EvaluationOptions): Promise<EvaluationRes
   const head = await TemporalHead.load(modelDir, undefined, rt0.backend);
   const meta = head.metadata;
   const rt = runtimeFromConfig(o.config, { backbone: meta.backbone.id as BackboneId, featureKind: meta.backbone.featureKind, ...(o.runtime ?? {}) });
-  const extractor = await createExtractor(rt, meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop });
+  // exactly the streams the model reads (rgb alone: the classic extractor)
+  const { createHeadStreamExtractor, collectStreamFeatures } = await import('./stream-features.js');
+  const streamExtractor = await createHeadStreamExtractor(rt, head);
+  const extractor = streamExtractor ?? (await createExtractor(rt, meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop }));
+  const collect = (items: InputItem[], onItem?: (done: number, total: number, item: InputItem) => void): Promise<LabelledFeatures> =>
+    streamExtractor ? collectStreamFeatures(items, streamExtractor, onItem, o.signal) : collectFeatures(items, extractor as Extractor, onItem, o.signal);
   try {
     checkCompatible(meta, extractor.identity, modelDir);
     const inputs = await readLabelledData(o.manifest, head.labels);
-    const data = await collectFeatures(inputs.items, extractor, (done, total, item) => o.onItem?.(done, total, item), o.signal);
+    const data = await collect(inputs.items, (done, total, item) => o.onItem?.(done, total, item));
     data.failed.unshift(...inputs.errors);
     if (data.examples.length === 0) throw new FramewiseError('FW_ERR_TRAIN_DATA', 'no usable videos to evaluate');
     const { metrics, probs, truth } = await predictLabelled(head, data);
     let baseline: EvalReport['baseline'];
-    if (o.baseline) baseline = await evaluateBaseline(meta, data, extractor, o);
+    if (o.baseline) baseline = await evaluateBaseline(meta, data, extractor, (items) => collect(items), o);
     const report = buildEvalReport({ metrics, probs, truth, items: data.items, meta, failed: data.failed, source: o.manifest, ...(baseline ? { baseline } : {}) });
     const dirs: string[] = [];
     if (o.reportDir) dirs.push(resolve(o.reportDir));
@@ -194,11 +202,11 @@ export async function runEvaluation(o: EvaluationOptions): Promise<EvaluationRes
 }
 
 /** Train `cell: mean` on the model's training data (same split rule) and score it on `evalData`. */
-async function evaluateBaseline(meta: HeadMetadata, evalData: LabelledFeatures, extractor: Awaited<ReturnType<typeof createExtractor>>, o: EvaluationOptions): Promise<NonNullable<EvalReport['baseline']>> {
+async function evaluateBaseline(meta: HeadMetadata, evalData: LabelledFeatures, extractor: Pick<Extractor, 'identity' | 'sampling'>, collect: (items: InputItem[]) => Promise<LabelledFeatures>, o: EvaluationOptions): Promise<NonNullable<EvalReport['baseline']>> {
   const source = o.trainManifest ?? (typeof meta.training.manifest === 'string' ? meta.training.manifest : undefined);
   if (!source) throw new FramewiseError('FW_ERR_CONFIG_INVALID', '--baseline needs the training data: the model does not record its manifest; pass --train-manifest');
   const inputs = await readLabelledData(source);
-  const train = await collectFeatures(inputs.items, extractor, undefined, o.signal);
+  const train = await collect(inputs.items);
   const recorded = meta.training.split as SplitSpec | { kind: 'manifest' } | undefined;
   const split: SplitSpec = recorded && recorded.kind !== 'manifest' ? recorded : { kind: 'stratified', fraction: 0.2, seed: 42 };
   const seed = typeof meta.training.seed === 'number' ? meta.training.seed : 42;

@@ -6,6 +6,8 @@
  */
 import { toFramewiseError, type FramewiseError } from '../errors/index.js';
 import { stopsTheRun, type Extractor } from '../features/extract.js';
+import type { StreamExtractor } from '../features/stream-extract.js';
+import { combineSequences } from '../ml/stream-layout.js';
 import type { FeatureSequence } from '../features/feature-store.js';
 import type { InputItem } from '../features/inputs.js';
 import { formatSampling, formatWindows, type FrameGeometry, type WindowsPolicy } from '../media/sampling.js';
@@ -76,7 +78,7 @@ export function failure(path: string, error: FramewiseError): LabelFailure {
 const round = (x: number): number => Math.round(x * 1e4) / 1e4;
 
 /** Turn one probability row into a result. */
-export function toLabelResult(path: string, probs: ArrayLike<number>, seq: FeatureSequence, cached: boolean, head: TemporalHead, extractor: Extractor, topK: number): LabelSuccess {
+export function toLabelResult(path: string, probs: ArrayLike<number>, seq: FeatureSequence, cached: boolean, head: TemporalHead, extractor: Pick<Extractor, 'sampling' | 'identity' | 'loadedInfo'>, topK: number): LabelSuccess {
   const ranked = topKIndices(probs, topK);
   const best = ranked[0] as number;
   const { policy, geometry } = extractor.sampling;
@@ -100,6 +102,20 @@ export function toLabelResult(path: string, probs: ArrayLike<number>, seq: Featu
     durationSec: round(seq.video.durationSec),
     cached,
   };
+}
+
+/** Label items in order with a head over several streams (each computed by `extractor`); failures are results too. */
+export async function* labelStreamItems(items: readonly InputItem[], extractor: StreamExtractor, head: TemporalHead, topK: number, signal?: AbortSignal): AsyncGenerator<LabelResult> {
+  const layout = head.streams;
+  for await (const out of extractor.extractMany(items, signal)) {
+    const path = out.item.source;
+    if (!out.ok) {
+      yield failure(path, out.error);
+      continue;
+    }
+    const [probs] = await head.predict([combineSequences(out.seqs, layout)]);
+    yield toLabelResult(path, probs as Float32Array, out.seqs[0] as FeatureSequence, out.cached, head, extractor, topK);
+  }
 }
 
 /** Label items in order; failures are results too. */

@@ -16,6 +16,10 @@ import { MODEL_NAME_PATTERN, ModelRegistry } from '../ml/registry.js';
 import { createExtractor, runtimeFromConfig, type RuntimeOptions } from './runtime.js';
 import { fitNormalization, parseHeadOptions, TemporalHead, type EpochLog, type HeadOptions, type SequenceExample, type TrainOptions } from '../ml/head.js';
 import { chooseUnknownThreshold, computeMetrics, formatUnknownRule, type EvalMetrics, type UnknownRule } from '../ml/metrics.js';
+import type { StreamLayout } from '../ml/stream-layout.js';
+import { DEFAULT_STREAMS, KEYPOINT_STREAMS, openFrameStream, STREAM_IDS, type StreamId } from '../features/streams.js';
+import type { StreamExtractor } from '../features/stream-extract.js';
+import type { StreamChoice } from './stream-choice.js';
 import { foldsFromColumn, groupStratifiedFolds, groupStratifiedSplit, splitByColumn, stratifiedSplit, type Split } from '../ml/split.js';
 
 export { DEFAULT_TRAIN_FEATURE } from '../config/index.js';
@@ -26,6 +30,8 @@ export interface LabelledFeatures {
   labels: string[];
   /** Inputs that could not be used, with their errors. */
   failed: InputError[];
+  /** The per-frame streams side by side in each example (absent: the backbone's rgb features alone). */
+  layout?: StreamLayout;
 }
 
 /** Extract (or read from the store) the features of labelled items; failures are collected. */
@@ -135,7 +141,8 @@ export async function trainHead(o: TrainHeadOptions): Promise<TrainHeadResult> {
       sequenceLength: sequenceLength(sampling.policy),
       head,
       ...(o.training.seed !== undefined ? { seed: o.training.seed } : {}),
-      normalization: fitNormalization(trainSet.examples, identity.dim, head),
+      ...(o.train.layout ? { streams: o.train.layout } : {}),
+      normalization: fitNormalization(trainSet.examples, identity.dim, head, o.train.layout),
     });
   const head = await create(headOptions);
   const toIdx = (ls: string[]): number[] => ls.map((l) => labels.indexOf(l));
@@ -280,12 +287,12 @@ export async function augmentTrainingRows(
 
 /** Two sets of labelled features, one after the other. */
 export function concatFeatures(a: LabelledFeatures, b: LabelledFeatures): LabelledFeatures {
-  return { items: [...a.items, ...b.items], examples: [...a.examples, ...b.examples], labels: [...a.labels, ...b.labels], failed: [...a.failed, ...b.failed] };
+  return { items: [...a.items, ...b.items], examples: [...a.examples, ...b.examples], labels: [...a.labels, ...b.labels], failed: [...a.failed, ...b.failed], ...(a.layout ? { layout: a.layout } : {}) };
 }
 
 /** Rows `idx` of labelled features. */
 export function subset(data: LabelledFeatures, idx: readonly number[]): LabelledFeatures {
-  return { items: pick(data.items, idx), examples: pick(data.examples, idx), labels: pick(data.labels, idx), failed: [] };
+  return { items: pick(data.items, idx), examples: pick(data.examples, idx), labels: pick(data.labels, idx), failed: [], ...(data.layout ? { layout: data.layout } : {}) };
 }
 
 /** Which folds a cross-validation uses: a manifest column's values, or K group-aware stratified folds. */
@@ -434,6 +441,15 @@ export interface TrainingOptions {
   augment?: AugmentOptions;
   /** Write the validation report (report.json/html, with contact sheets) beside the model (default true when there is validation data). */
   report?: boolean;
+  /**
+   * Per-frame streams the head reads (features/streams.ts), or `auto`: the set chosen on the
+   * training data's validation split (jobs/stream-choice.ts). @defaultValue DEFAULT_STREAMS
+   */
+  streams?: readonly StreamId[] | 'auto';
+  /** Seeds `auto` compares candidates over (each with its own validation split). @defaultValue seed, seed+1, seed+2 */
+  autoSeeds?: number[];
+  /** The streams `auto` builds its candidate sets from. @defaultValue rgb, motion and the keypoint streams this build can load */
+  autoStreams?: StreamId[];
 }
 
 export interface TrainingHooks {
@@ -464,6 +480,10 @@ export interface TrainingResult {
   features: ExtractStats;
   /** The augmented training examples made, and where their features came from. */
   augmented?: ExtractStats & { examples: number };
+  /** The per-frame streams of the model. */
+  streams: StreamId[];
+  /** With `--streams auto`: every candidate's validation score and cost, and the one chosen. */
+  streamChoice?: StreamChoice;
 }
 
 async function sha256File(path: string): Promise<string | undefined> {
@@ -491,15 +511,37 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
   const rt = runtimeFromConfig(o.config, { featureKind: o.config.trainFeatureKind, ...(o.runtime ?? {}) });
   const policy = o.sampling ?? DEFAULT_SAMPLING;
   const geometry = { size: BACKBONE_SPECS[rt.backbone].inputSize, crop: o.crop ?? DEFAULT_CROP };
-  const extractor = await createExtractor(rt, policy, geometry);
+  const requested = o.streams ?? DEFAULT_STREAMS;
+  const sf = await import('./stream-features.js');
+  // several streams (or auto): one decode per clip feeds every stream, each cached on its own
+  let streamExtractor: StreamExtractor | undefined;
+  if (requested === 'auto' || !sf.isRgbOnly(requested)) {
+    if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${requested === 'auto' ? 'auto' : requested.join(',')})`);
+    let streams: StreamId[] = requested === 'auto' ? (o.autoStreams ? [...o.autoStreams] : ['rgb', 'motion']) : [...requested];
+    if (requested === 'auto' && !o.autoStreams) {
+      // the keypoint streams this build can load join the candidates
+      for (const id of KEYPOINT_STREAMS) {
+        try {
+          const s = await openFrameStream(id, { cacheDir: rt.cacheDir, threads: rt.threads });
+          await s.dispose();
+          streams.push(id);
+        } catch (err) {
+          if (!(err instanceof FramewiseError && err.code === 'FW_ERR_STREAM_UNAVAILABLE')) throw err;
+        }
+      }
+      streams = STREAM_IDS.filter((s) => streams.includes(s));
+    }
+    streamExtractor = await sf.createStreamExtractor(rt, policy, geometry, streams);
+  }
+  const extractor = streamExtractor ?? (await createExtractor(rt, policy, geometry));
   try {
     const read = async (source: string, baseDir?: string): Promise<LabelledFeatures> => {
       const inputs = await readLabelledData(source, undefined, baseDir);
-      const feats = await collectFeatures(inputs.items, extractor, hooks.onItem, hooks.signal);
+      const feats = streamExtractor ? await sf.collectStreamFeatures(inputs.items, streamExtractor, hooks.onItem, hooks.signal) : await collectFeatures(inputs.items, extractor as Extractor, hooks.onItem, hooks.signal);
       feats.failed.unshift(...inputs.errors);
       return feats;
     };
-    const train = await read(o.manifest, o.manifestBaseDir);
+    let train = await read(o.manifest, o.manifestBaseDir);
     const seed = o.training?.seed ?? 42;
     const val: SplitSpec | LabelledFeatures = o.valManifest
       ? await read(o.valManifest)
@@ -508,15 +550,35 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
         : o.split?.groupColumn
           ? { kind: 'group', column: o.split.groupColumn, fraction: o.split.fraction ?? 0.2, seed }
           : { kind: 'stratified', fraction: o.split?.fraction ?? 0.2, seed };
+    let val2 = val;
     const skipped = [...train.failed, ...('failed' in val ? val.failed : [])];
     if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
+    let streamChoice: StreamChoice | undefined;
+    if (requested === 'auto' && streamExtractor) {
+      const { candidateSets, chooseStreams } = await import('./stream-choice.js');
+      const first = train.items[0];
+      const speeds = first ? await streamExtractor.measureSpeeds(first.path) : {};
+      streamChoice = await chooseStreams({
+        extractor,
+        data: train,
+        val,
+        candidates: candidateSets(streamExtractor.streams),
+        seeds: o.autoSeeds ?? [seed, seed + 1, seed + 2],
+        head: o.head ?? {},
+        training: o.training ?? {},
+        speeds,
+        ...(hooks.signal ? { signal: hooks.signal } : {}),
+      });
+      train = sf.withStreams(train, streamChoice.chosen);
+      if ('examples' in val) val2 = sf.withStreams(val, streamChoice.chosen);
+    }
     const id = o.id ?? o.register ?? basename(resolve(o.out as string));
     // augmentation: copies of the training rows only (split first, so validation stays real clips)
     let trainRows = train;
-    let valRows = val;
+    let valRows = val2;
     let augmented: { data: LabelledFeatures; stats: ExtractStats } | undefined;
     if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) {
-      ({ train: trainRows, val: valRows, augmented } = await augmentTrainingRows(train, val, extractor, o.augment, hooks.onItem, hooks.signal));
+      ({ train: trainRows, val: valRows, augmented } = await augmentTrainingRows(train, val, extractor as Extractor, o.augment, hooks.onItem, hooks.signal));
       if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
     }
     const result = await trainHead({
@@ -540,6 +602,7 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
         training: {
           ...(cancelled ? { cancelled: { afterEpoch: result.epochs.length, bestEpoch: result.bestEpoch } } : {}),
           ...(augmented ? { augment: { ...o.augment, examples: augmented.data.examples.length }, split: 'examples' in val ? { kind: 'manifest' } : val } : {}),
+          ...(streamChoice ? { streamChoice } : {}),
           manifest: resolve(o.manifest),
           manifestSha256: (await sha256File(resolve(o.manifest))) ?? dataHash(train.items),
           ...(o.valManifest ? { valManifest: resolve(o.valManifest), valManifestSha256: await sha256File(resolve(o.valManifest)) } : {}),
@@ -586,6 +649,8 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
         cancelled,
         features: { ...extractor.stats },
         ...(augmented ? { augmented: { examples: augmented.data.examples.length, ...augmented.stats } } : {}),
+        streams: head.streams.map((s) => s.id),
+        ...(streamChoice ? { streamChoice } : {}),
       };
     } finally {
       head.dispose();

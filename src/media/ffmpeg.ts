@@ -171,7 +171,7 @@ function streamLength(video: ProbeStream, format: ProbeJson['format'], container
 const SINGLE_IMAGE_DEMUXER = /^([a-z0-9]+_pipe|gif|apng|webp_pipe|image2pipe)$/;
 
 /** The documented error for a file whose demuxer is not allowed (`demuxer` as ffmpeg names it). */
-function refusedContainer(demuxer: string, path: string): FramewiseError {
+export function refusedContainer(demuxer: string, path: string): FramewiseError {
   if (SINGLE_IMAGE_DEMUXER.test(demuxer)) return new FramewiseError('FW_ERR_MEDIA_NOT_VIDEO', `a still image (${demuxer}), not a video: ${path}`);
   return new FramewiseError(
     'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER',

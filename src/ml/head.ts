@@ -8,7 +8,9 @@
  * (sequence-masking.ts); heads saved before keep the tfjs-layers layers their model.json names.
  * Training is a small custom loop so that it can do what `model.fit` cannot here: gradient
  * clipping by global norm, per-sample class weights, early stopping that restores the best
- * weights, and a seeded shuffle. Features are standardised with the training set's mean/std,
+ * weights, a seeded shuffle and seeded dropout masks (a fresh mask per batch, drawn from the
+ * training seed): the same data, seed and backend train the same weights, bit for bit on the CPU
+ * backends. Features are standardised with the training set's mean/std,
  * which are saved with the model.
  *
  * Saved as a directory: `model.json` + `weights.bin` (tfjs format) + `metadata.json`.
@@ -27,6 +29,9 @@ import { tf, initTfjs } from './tfjs-runtime.js';
 import { MaskedAttentionPooling } from './attention-pooling.js';
 import { FusedLstm } from './fused-lstm.js';
 import { SequenceMasking } from './sequence-masking.js';
+import { StreamSlice } from './stream-slice.js';
+import { inputSpans, layoutInputDim, transformLayout, type InputSpan, type StreamLayout } from './stream-layout.js';
+import { STREAM_IDS } from '../features/streams.js';
 import { installWasmMatMulFix } from './tfjs-wasm-matmul.js';
 import { installWasmSliceFix } from './tfjs-wasm-slice.js';
 import type { TfjsBackendChoice } from '../config/index.js';
@@ -36,6 +41,9 @@ export const HEAD_FORMAT_VERSION = 1;
 /** Frame-feature transforms applied before standardisation (identically at train and predict time). */
 export const TEMPORAL_DIFFS = ['none', 'append', 'only'] as const;
 export type TemporalDiff = (typeof TEMPORAL_DIFFS)[number];
+/** How a head over several streams fuses them. */
+export const FUSIONS = ['early', 'late'] as const;
+export type Fusion = (typeof FUSIONS)[number];
 /** How the recurrent states become one vector. */
 export const POOLINGS = ['last', 'attention'] as const;
 export type Pooling = (typeof POOLINGS)[number];
@@ -63,6 +71,12 @@ export const HEAD_OPTIONS_SCHEMA = z.object({
    * try `append` or `none`.
    */
   temporalDiff: z.enum(TEMPORAL_DIFFS).default('only'),
+  /**
+   * How a head over several streams fuses them: `early`, each stream standardised and projected
+   * on its own, concatenated per time step into the recurrent layers; `late`, one recurrent head
+   * per stream, their class probabilities averaged. One stream: no effect.
+   */
+  fusion: z.enum(FUSIONS).default('early'),
 });
 export type HeadOptions = z.infer<typeof HEAD_OPTIONS_SCHEMA>;
 
@@ -81,7 +95,11 @@ export const STORED_HEAD_OPTIONS_SCHEMA = HEAD_OPTIONS_SCHEMA.extend({
   bidirectional: z.boolean().default(false),
   pooling: z.enum(POOLINGS).default('last'),
   temporalDiff: z.enum(TEMPORAL_DIFFS).default('none'),
+  fusion: z.enum(FUSIONS).default('early'),
 });
+
+/** A head's per-frame streams as recorded in its metadata (absent: the backbone's rgb features alone). */
+export const STREAM_LAYOUT_SCHEMA = z.array(z.object({ id: z.enum(STREAM_IDS), version: z.string(), dim: z.number().int().positive(), masked: z.boolean() })).min(1);
 
 export const TRAIN_OPTIONS_SCHEMA = z.object({
   epochs: z.number().int().min(1).max(10_000).default(60),
@@ -105,6 +123,8 @@ export const HEAD_METADATA_SCHEMA = z.object({
   backbone: z.object({ id: z.string(), version: z.string(), dim: z.number().int().positive(), featureKind: z.enum(FEATURE_KINDS) }),
   sampling: z.object({ policy: SAMPLING_SCHEMA, size: z.number().int().positive(), crop: z.enum(CROP_MODES) }),
   sequenceLength: z.number().int().positive(),
+  /** The per-frame streams the head reads, in input order (absent: rgb alone, the backbone's features). */
+  streams: STREAM_LAYOUT_SCHEMA.optional(),
   head: STORED_HEAD_OPTIONS_SCHEMA,
   training: z.record(z.string(), z.unknown()).default({}),
   metrics: z.record(z.string(), z.unknown()).default({}),
@@ -161,17 +181,45 @@ export function applyTemporalDiff(ex: SequenceExample, dim: number, mode: Tempor
   return { data, count: ex.count };
 }
 
-/** Normalisation (mean/std per input dimension) for a head with these options, fitted on raw examples. */
-export function fitNormalization(examples: readonly SequenceExample[], dim: number, head: Partial<HeadOptions> = {}): { mean: Float32Array; std: Float32Array } {
+/**
+ * Normalisation (mean/std per input dimension) for a head with these options, fitted on raw
+ * examples. With a multi-stream `layout`, each stream's block is standardised on its own values
+ * (per dimension) and presence values are left as they are (mean 0, std 1).
+ */
+export function fitNormalization(examples: readonly SequenceExample[], dim: number, head: Partial<HeadOptions> = {}, layout?: StreamLayout): { mean: Float32Array; std: Float32Array } {
   const mode = parseHeadOptions(head).temporalDiff;
+  if (layout && isFusedLayout(layout)) {
+    const n = computeNormalization(
+      examples.map((ex) => transformLayout(ex, layout, mode)),
+      layoutInputDim(layout, mode),
+    );
+    for (const span of inputSpans(layout, mode)) {
+      if (span.maskAt === undefined) continue;
+      n.mean[span.maskAt] = 0;
+      n.std[span.maskAt] = 1;
+    }
+    return n;
+  }
   return computeNormalization(
     examples.map((ex) => applyTemporalDiff(ex, dim, mode)),
     headInputDim(dim, mode),
   );
 }
 
-/** Build the padded [n, T, dim] batch, standardised; padded steps stay all-zero (masked). */
-export function buildBatch(examples: readonly SequenceExample[], T: number, dim: number, mean: Float32Array, std: Float32Array): Float32Array {
+/**
+ * Whether a head's input is laid out per stream (several streams, or a keypoint stream with its
+ * presence value); one appearance stream (rgb or motion alone) is the plain single-block input.
+ */
+export function isFusedLayout(layout: StreamLayout | undefined): boolean {
+  return layout !== undefined && (layout.length > 1 || layout.some((s) => s.masked));
+}
+
+/**
+ * Build the padded [n, T, dim] batch, standardised; padded steps stay all-zero (masked). With
+ * `spans` (a fused head), a masked stream's block is zero at steps where its presence value is 0.
+ */
+export function buildBatch(examples: readonly SequenceExample[], T: number, dim: number, mean: Float32Array, std: Float32Array, spans?: readonly InputSpan[]): Float32Array {
+  const masked = (spans ?? []).filter((s) => s.maskAt !== undefined);
   const out = new Float32Array(examples.length * T * dim);
   examples.forEach((ex, b) => {
     const steps = Math.min(ex.count, T);
@@ -183,6 +231,7 @@ export function buildBatch(examples: readonly SequenceExample[], T: number, dim:
         // an exact zero would read as padding to the Masking layer
         out[dst + d] = v === 0 ? 1e-6 : v;
       }
+      for (const s of masked) if ((ex.data[src + (s.maskAt as number)] as number) <= 0) out.fill(0, dst + s.offset, dst + (s.maskAt as number));
     }
   });
   return out;
@@ -224,7 +273,33 @@ export function buildMeanBatch(examples: readonly SequenceExample[], T: number, 
   return out;
 }
 
-function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number): tf.LayersModel {
+/**
+ * A seed for tfjs's normal-distribution initialisers (orthogonal): they treat 0 as "no seed" and
+ * draw from Math.random, so 0 is mapped to a fixed non-zero value.
+ */
+export function normalSeed(seed: number): number {
+  return seed === 0 ? 0x2545f491 : seed;
+}
+
+/** The tfjs-layers dropout layers of a model (their `seed` is read at every call). */
+function dropoutLayers(model: tf.LayersModel): Array<{ seed?: number }> {
+  return model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as Array<{ seed?: number }>;
+}
+
+/**
+ * Give every dropout layer its own seed for the next batch (drawn from `rng`), or clear them
+ * (`rng` undefined: after training, so the saved topology carries no seed). A fixed seed in
+ * tf.layers.dropout would repeat one mask at every call; unseeded, masks come from Math.random.
+ */
+export function seedDropout(model: tf.LayersModel, rng: (() => number) | undefined): void {
+  for (const layer of dropoutLayers(model)) {
+    if (rng) layer.seed = 1 + Math.floor(rng() * 0x7ffffffe);
+    else delete layer.seed;
+  }
+}
+
+function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number, spans?: readonly InputSpan[]): tf.LayersModel {
+  if (opts.cell !== 'mean' && spans && spans.length > 1) return buildFusedModel(T, inputDim, numClasses, opts, seed, spans);
   if (opts.cell === 'mean') {
     const input = tf.input({ shape: [inputDim] });
     let x: tf.SymbolicTensor = input;
@@ -239,6 +314,36 @@ function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadO
     x = tf.layers.dense({ units: opts.projection, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 3 }) }).apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
   }
+  const out = recurrentTop(x, numClasses, opts, seed);
+  return tf.model({ inputs: input, outputs: out });
+}
+
+/**
+ * A head over several streams. `early`: each stream's block → its own dense projection (ReLU) →
+ * concatenated per step → dropout → the recurrent layers → softmax. `late`: each stream's block →
+ * its own projection and recurrent layers and softmax; the class probabilities are averaged.
+ */
+function buildFusedModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number, spans: readonly InputSpan[]): tf.LayersModel {
+  const input = tf.input({ shape: [T, inputDim] });
+  const masked = new SequenceMasking().apply(input) as tf.SymbolicTensor;
+  const project = (span: InputSpan, k: number): tf.SymbolicTensor => {
+    const x = new StreamSlice({ offset: span.offset, width: span.width, name: `stream_${span.id}` }).apply(masked) as tf.SymbolicTensor;
+    if (opts.projection <= 0) return x;
+    return tf.layers.dense({ units: opts.projection, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 3 + 1000 * k }), name: `projection_${span.id}` }).apply(x) as tf.SymbolicTensor;
+  };
+  const drop = (x: tf.SymbolicTensor): tf.SymbolicTensor => (opts.dropout > 0 ? (tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor) : x);
+  if (opts.fusion === 'late') {
+    const outs = spans.map((span, k) => recurrentTop(drop(project(span, k)), numClasses, opts, seed + 1000 * k, `_${span.id}`));
+    return tf.model({ inputs: input, outputs: tf.layers.average().apply(outs) as tf.SymbolicTensor });
+  }
+  const parts = spans.map((span, k) => project(span, k));
+  const x = drop(tf.layers.concatenate({ axis: -1 }).apply(parts) as tf.SymbolicTensor);
+  return tf.model({ inputs: input, outputs: recurrentTop(x, numClasses, opts, seed) });
+}
+
+/** The recurrent layers, pooling, dropout and softmax on a per-step input. */
+function recurrentTop(input: tf.SymbolicTensor, numClasses: number, opts: HeadOptions, seed: number, suffix = ''): tf.SymbolicTensor {
+  let x = input;
   const attention = opts.pooling === 'attention';
   for (let i = 0; i < opts.layers; i++) {
     const last = i === opts.layers - 1;
@@ -246,13 +351,13 @@ function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadO
     let layer: tf.layers.Layer;
     if (opts.cell === 'lstm') {
       // the same computation and initial weights as tf.layers.lstm (+ bidirectional concat), in far fewer kernels
-      layer = new FusedLstm({ units: opts.units, bidirectional: opts.bidirectional, returnSequences, kernelSeed: seed + 11 * i, recurrentSeed: seed + 13 * i });
+      layer = new FusedLstm({ units: opts.units, bidirectional: opts.bidirectional, returnSequences, kernelSeed: seed + 11 * i, recurrentSeed: normalSeed(seed + 13 * i) });
     } else {
       const cell = tf.layers.gru({
         units: opts.units,
         returnSequences,
         kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 11 * i }),
-        recurrentInitializer: tf.initializers.orthogonal({ seed: seed + 13 * i }),
+        recurrentInitializer: tf.initializers.orthogonal({ seed: normalSeed(seed + 13 * i) }),
       });
       layer = opts.bidirectional ? tf.layers.bidirectional({ layer: cell, mergeMode: 'concat' }) : cell;
     }
@@ -260,11 +365,10 @@ function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadO
     if (opts.dropout > 0 && !(last && attention)) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
   }
   if (attention) {
-    x = new MaskedAttentionPooling({ units: Math.min(64, opts.units), seed: seed + 17, name: 'attention_pooling' }).apply(x) as tf.SymbolicTensor;
+    x = new MaskedAttentionPooling({ units: Math.min(64, opts.units), seed: seed + 17, name: `attention_pooling${suffix}` }).apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
   }
-  const out = tf.layers.dense({ units: numClasses, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 7 }) }).apply(x) as tf.SymbolicTensor;
-  return tf.model({ inputs: input, outputs: out });
+  return tf.layers.dense({ units: numClasses, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 7 }) }).apply(x) as tf.SymbolicTensor;
 }
 
 /** Weighted categorical cross-entropy on probabilities. */
@@ -296,17 +400,20 @@ export class TemporalHead {
     id?: string;
     normalization: { mean: Float32Array; std: Float32Array };
     backend?: TfjsBackendChoice;
+    /** The per-frame streams of the input (absent: the backbone's rgb features alone). */
+    streams?: StreamLayout;
   }): Promise<TemporalHead> {
     await initTfjs(init.backend ?? 'auto');
     installWasmMatMulFix();
     installWasmSliceFix();
     if (init.labels.length < 2) throw new FramewiseError('FW_ERR_TRAIN_DATA', `a head needs at least two classes, got ${init.labels.length}`);
     const head = parseHeadOptions(init.head ?? {});
-    const inputDim = headInputDim(init.backbone.dim, head.temporalDiff);
+    const fused = init.streams && isFusedLayout(init.streams) ? init.streams : undefined;
+    const inputDim = fused ? layoutInputDim(fused, head.temporalDiff) : headInputDim(init.streams?.[0]?.dim ?? init.backbone.dim, head.temporalDiff);
     if (init.normalization.mean.length !== inputDim || init.normalization.std.length !== inputDim) {
       throw new FramewiseError('FW_ERR_INTERNAL', `normalization has ${init.normalization.mean.length} values, the head's input has ${inputDim} (use fitNormalization with the head options)`);
     }
-    const model = buildModel(init.sequenceLength, inputDim, init.labels.length, head, init.seed ?? 42);
+    const model = buildModel(init.sequenceLength, inputDim, init.labels.length, head, init.seed ?? 42, fused ? inputSpans(fused, head.temporalDiff) : undefined);
     const metadata: HeadMetadata = {
       formatVersion: HEAD_FORMAT_VERSION,
       id: init.id ?? 'head',
@@ -316,6 +423,7 @@ export class TemporalHead {
       backbone: { id: init.backbone.id, version: init.backbone.version, dim: init.backbone.dim, featureKind: init.backbone.featureKind },
       sampling: init.sampling,
       sequenceLength: init.sequenceLength,
+      ...(init.streams ? { streams: init.streams } : {}),
       head,
       training: {},
       metrics: {},
@@ -357,18 +465,33 @@ export class TemporalHead {
     const dim = this.inputDim;
     const xs = transformed ? examples : this.transform(examples);
     if (head.cell === 'mean') return tf.tensor2d(buildMeanBatch(xs, T, dim, this.mean, this.std), [xs.length, dim]);
-    return tf.tensor3d(buildBatch(xs, T, dim, this.mean, this.std), [xs.length, T, dim]);
+    return tf.tensor3d(buildBatch(xs, T, dim, this.mean, this.std, this.spans), [xs.length, T, dim]);
   }
 
-  /** Size of one input step (the backbone's dim, doubled when temporal differences are appended). */
+  /** The streams' blocks of a fused head's input (undefined for a single-block input). */
+  private get spans(): InputSpan[] | undefined {
+    const { streams, head } = this.metadata;
+    return streams && isFusedLayout(streams) ? inputSpans(streams, head.temporalDiff) : undefined;
+  }
+
+  /** The per-frame streams the head reads, in input order. */
+  get streams(): StreamLayout {
+    const { streams, backbone } = this.metadata;
+    return streams ?? [{ id: 'rgb', version: `${backbone.id}@${backbone.version}:${backbone.featureKind}`, dim: backbone.dim, masked: false }];
+  }
+
+  /** Size of one input step (the backbone's dim, doubled when temporal differences are appended; per stream for a fused head). */
   get inputDim(): number {
-    return headInputDim(this.metadata.backbone.dim, this.metadata.head.temporalDiff);
+    const { streams, head, backbone } = this.metadata;
+    if (streams && isFusedLayout(streams)) return layoutInputDim(streams, head.temporalDiff);
+    return headInputDim(streams?.[0]?.dim ?? backbone.dim, head.temporalDiff);
   }
 
-  /** The feature transform of the head's options (temporal differences), applied to raw backbone features. */
+  /** The feature transform of the head's options (temporal differences; per stream for a fused head), applied to raw features. */
   transform(examples: readonly SequenceExample[]): SequenceExample[] {
-    const { backbone, head } = this.metadata;
-    return examples.map((ex) => applyTemporalDiff(ex, backbone.dim, head.temporalDiff));
+    const { backbone, head, streams } = this.metadata;
+    if (streams && isFusedLayout(streams)) return examples.map((ex) => transformLayout(ex, streams, head.temporalDiff));
+    return examples.map((ex) => applyTemporalDiff(ex, streams?.[0]?.dim ?? backbone.dim, head.temporalDiff));
   }
 
   /** The attention weights [n][T] of each example (only for `pooling: attention`); padded steps are 0. */
@@ -435,6 +558,8 @@ export class TemporalHead {
     const present = byClass.filter((ids) => ids.length > 0);
     const optimizer = tf.train.adam(opts.learningRate);
     const rng = createRng(opts.seed);
+    // dropout masks: their own seeded stream, so the shuffle order does not depend on the layer count
+    const dropoutRng = createRng((opts.seed ^ 0x5bd1e995) >>> 0);
     const variables = this.model.trainableWeights.map((w) => w.read() as tf.Variable);
     const history: EpochLog[] = [];
     let best = { loss: Infinity, epoch: 0, weights: undefined as tf.Tensor[] | undefined };
@@ -456,6 +581,7 @@ export class TemporalHead {
           await new Promise<void>((r) => setImmediate(r));
           if (signal?.aborted) break;
           const idx = order.slice(i, i + opts.batchSize);
+          seedDropout(this.model, dropoutRng);
           const batchLoss = tf.tidy(() => {
             const x = this.toInput(idx.map((k) => trainX[k] as SequenceExample), true);
             const yIdx = idx.map((k) => train.labels[k] as number);
@@ -505,6 +631,7 @@ export class TemporalHead {
       }
       if (best.weights) this.model.setWeights(best.weights);
     } finally {
+      seedDropout(this.model, undefined);
       best.weights?.forEach((t) => t.dispose());
       optimizer.dispose();
     }

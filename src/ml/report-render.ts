@@ -41,6 +41,10 @@ export interface EvalReport {
   hardestMistakes: ReportMistake[];
   /** The order-blind mean-pooling baseline trained on the model's training data, evaluated on the same rows (when asked). */
   baseline?: { head: 'mean'; top1: number; meanClassAccuracy: number; trainN: number; trainSource: string };
+  /** The per-frame streams the model reads (absent: rgb alone). */
+  streams?: string[];
+  /** How `--streams auto` chose them: every candidate's validation top-1 (mean, sd over seeds) and cost. */
+  streamChoice?: { chosen: string[]; rule: string; candidates: Array<{ streams: string[]; mean: number; sd: number; valTop1: number[]; framesPerSec: number | null }> };
 }
 
 export const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
@@ -124,6 +128,14 @@ export function renderReportHtml(r: EvalReport, images: ReadonlyMap<string, stri
       return `<figure>${pic}<figcaption><b>${escapeHtml(m.path)}</b><br>true <b>${escapeHtml(m.label)}</b> (p ${m.pTrue.toFixed(3)}), predicted <b>${escapeHtml(m.predicted)}</b> (p ${m.p.toFixed(3)})</figcaption></figure>`;
     })
     .join('');
+  const choice = r.streamChoice
+    ? `<h2>Stream sets tried (--streams auto)</h2><p class="muted">${escapeHtml(r.streamChoice.rule)}</p><table class="streams"><tr><th>streams</th><th>validation top-1 (mean ± sd)</th><th>per seed</th><th>embedding frames/s</th></tr>${r.streamChoice.candidates
+        .map((c) => {
+          const chosen = c.streams.join(',') === r.streamChoice?.chosen.join(',');
+          return `<tr><td>${chosen ? '<b>' : ''}${escapeHtml(c.streams.join(', '))}${chosen ? '</b> (chosen)' : ''}</td><td>${pct(c.mean)} ± ${pct(c.sd)}</td><td>${c.valTop1.map((v) => pct(v)).join(' / ')}</td><td>${c.framesPerSec === null ? '—' : c.framesPerSec.toFixed(1)}</td></tr>`;
+        })
+        .join('')}</table>`
+    : '';
   const failed = r.failed.length > 0 ? `<h2>Skipped inputs (${r.failed.length})</h2><ul>${r.failed.map((f) => `<li>${escapeHtml(f.path)}: ${escapeHtml(f.code)}</li>`).join('')}</ul>` : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>framewise evaluation: ${escapeHtml(r.model.id)} ${escapeHtml(r.model.version)}</title>
@@ -134,7 +146,7 @@ table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;pad
 .row{display:flex;flex-wrap:wrap;gap:32px;align-items:flex-start}
 </style></head><body>
 <h1>Evaluation of ${escapeHtml(r.model.id)} <span class="muted">${escapeHtml(r.model.version)}</span></h1>
-<p class="muted">${escapeHtml(r.data.source)} · ${r.n} clips · ${escapeHtml(r.created)} · backbone ${escapeHtml(r.backbone.id)} (${escapeHtml(r.backbone.featureKind)}) · sampling ${escapeHtml(r.sampling.policy)} ${r.sampling.size}px ${escapeHtml(r.sampling.crop)}</p>
+<p class="muted">${escapeHtml(r.data.source)} · ${r.n} clips · ${escapeHtml(r.created)} · backbone ${escapeHtml(r.backbone.id)} (${escapeHtml(r.backbone.featureKind)}) · streams ${escapeHtml((r.streams ?? ['rgb']).join(', '))} · sampling ${escapeHtml(r.sampling.policy)} ${r.sampling.size}px ${escapeHtml(r.sampling.crop)}</p>
 <h2>Metrics</h2>
 <table class="metrics"><tr><th>top-1</th><td>${pct(r.top1)}</td></tr><tr><th>top-5</th><td>${pct(r.top5)}</td></tr><tr><th>mean class accuracy</th><td>${pct(r.meanClassAccuracy)}</td></tr>
 <tr><th>expected calibration error</th><td>${r.calibration.ece.toFixed(3)}</td></tr>
@@ -144,6 +156,7 @@ table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;pad
 <div><h2>Calibration</h2>${reliabilitySvg(r.calibration)}</div></div>
 <h2>Hardest mistakes</h2><p class="muted">The most confident wrong predictions, with the frames the model saw.</p>
 <div class="pics">${mistakes || '<p>No mistakes.</p>'}</div>
+${choice}
 ${failed}
 </body></html>
 `;

@@ -12,6 +12,10 @@
  *   windows     long videos (`label --windows`, default 2 s windows every 1 s, bundled head):
  *               1, 10 and 60 minutes of 160x120 lavfi video; RSS after each and peak during
  *               each (flat with length), windows/s and frames/s
+ *   stream-sets end-to-end clips/s on real surv_fight clips (../shared/datasets/surv_fight),
+ *               empty feature store: rgb alone (the classic extractor) beside the default
+ *               stream set and rgb,motion (one decode per clip feeding every stream), with the
+ *               frames/s of each stream's embedding
  *   streams     frames/s of the keypoint streams (pose: MoveNet MultiPose on surv_fight fight
  *               clips; hands: palm detector + landmarks on egogestar_dev clips; 256² letterboxed
  *               frames from ../shared/datasets) per engine, beside the rgb backbone
@@ -22,11 +26,12 @@
  *               vs bare `ffmpeg -threads 2 -i F -vf scale=224:-2 -f null -` over the same clips,
  *               interleaved in the same run; the ratio, clips/s and the per-stage breakdown
  *
- * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,realclips,
+ * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,
  *          --windows-minutes 1,10,60 (the video lengths of the windows section),
  *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2)
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +44,9 @@ import { createBackbone } from '../../src/ml/backbone-specs.js';
 import type { Backbone } from '../../src/ml/backbone.js';
 import { fitNormalization, HEAD_OPTIONS_SCHEMA, TemporalHead, type SequenceExample } from '../../src/ml/head.js';
 import { DEFAULT_TRAIN_FEATURE } from '../../src/jobs/train.js';
+import { readManifest } from '../../src/features/inputs.js';
+import { DEFAULT_STREAMS, type StreamId } from '../../src/features/streams.js';
+import { createStreamExtractor } from '../../src/jobs/stream-features.js';
 import type { FrameStream, LetterboxedFrames } from '../../src/ml/streams/frame-stream.js';
 import { loadHandsStream } from '../../src/ml/streams/hands-stream.js';
 import { loadOrt, openStreamSession, streamThreads } from '../../src/ml/streams/onnx-session.js';
@@ -213,6 +221,40 @@ async function benchEndToEnd(dir: string, embedOnlyFps: number): Promise<void> {
   const r = { clips: ok, framesPerClip: 16, clipSize: '640x360 H.264, 2 s', clipsPerMin, embedOnlyClipsPerMin, ratio: clipsPerMin / embedOnlyClipsPerMin };
   results.endToEnd = r;
   log(`end-to-end ${ok} clips, 16 frames each: ${fmt(clipsPerMin)} clips/min (${fmt((clipsPerMin * 16) / 60)} frames/s) · embed-only ${fmt(embedOnlyClipsPerMin)} clips/min · ratio ${fmt(r.ratio, 2)}`);
+}
+
+/** End-to-end clips/s of stream sets on real CCTV clips, each from an empty store. */
+async function benchStreamSets(dir: string): Promise<void> {
+  const data = join(PROJECT_ROOT, '..', 'shared', 'datasets', 'surv_fight');
+  if (!existsSync(join(data, 'groups.csv'))) {
+    log(`stream-sets skipped: ${data} not found`);
+    return;
+  }
+  const all = (await readManifest(join(data, 'groups.csv'), { requireLabel: true })).items;
+  const items = all.filter((_, i) => i % 10 === 0).slice(0, quick ? 8 : 24);
+  const warmItem = all[1] as (typeof all)[number]; // not among the measured clips
+  const policy = { kind: 'uniform' as const, frames: 16 };
+  const geometry = { size: 224, crop: 'center' as const };
+  const sets: StreamId[][] = ([['rgb'], [...DEFAULT_STREAMS], ['rgb', 'motion']] as StreamId[][]).filter((s, i, all) => all.findIndex((t) => t.join() === s.join()) === i);
+  const out: Array<Record<string, unknown>> = [];
+  for (const [k, streams] of sets.entries()) {
+    const rt = runtimeFromConfig(loadConfig({}), { cacheDir: join(dir, `sets-cache-${k}`) });
+    const classic = streams.length === 1 && streams[0] === 'rgb';
+    const x = classic ? await createExtractor(rt, policy, geometry) : await createStreamExtractor(rt, policy, geometry, streams);
+    // open (and convert) the models before the clock starts: loading is not throughput
+    for await (const _ of x.extractMany([warmItem])) void _;
+    const before = 'cost' in x ? Object.fromEntries(Object.entries(x.cost).map(([id, c]) => [id, { ...c }])) : {};
+    const t0 = performance.now();
+    let ok = 0;
+    for await (const o of x.extractMany(items)) if (o.ok) ok++;
+    const sec = (performance.now() - t0) / 1000;
+    const perStream = 'cost' in x ? Object.fromEntries(Object.entries(x.cost).map(([id, c]) => [id, ((c.frames - (before[id]?.frames ?? 0)) * 1000) / Math.max(1, c.ms - (before[id]?.ms ?? 0))])) : {};
+    await x.dispose();
+    const r = { streams: streams.join(','), default: streams.join() === DEFAULT_STREAMS.join(), clips: ok, clipsPerSec: ok / sec, framesPerSecPerStream: perStream };
+    out.push(r);
+    log(`stream-sets ${r.streams.padEnd(18)}${r.default ? ' (default)' : '          '} ${ok} surv_fight clips: ${fmt(r.clipsPerSec, 2)} clips/s end to end${Object.keys(perStream).length ? ` · embedding ${Object.entries(perStream).map(([id, f]) => `${id} ${fmt(f)} frames/s`).join(', ')}` : ''}`);
+  }
+  results.streamSets = out;
 }
 
 async function benchQueue(dir: string): Promise<void> {
@@ -503,6 +545,7 @@ async function main(): Promise<void> {
     if (want('e2e')) await benchEndToEnd(dir, embedFps);
     if (want('queue')) await benchQueue(dir);
     if (want('windows')) await benchWindows(dir);
+    if (want('stream-sets')) await benchStreamSets(dir);
     if (want('streams')) await benchStreams(dir, cacheDir);
     if (wantNamed('realclips')) await benchRealClips(dir);
   } finally {

@@ -49,7 +49,7 @@ describe('augmentation', () => {
   it('adds jittered and mirrored copies of the training rows only, stored for the next run', async () => {
     const config = loadConfig({ FRAMEWISE_CACHE_DIR: await freshCacheDir(dir), FRAMEWISE_ENGINE: TEST_ENGINE, FRAMEWISE_LOG_LEVEL: 'warn' });
     const train = (out: string) =>
-      runTraining({ config, manifest, out: join(dir, out), runtime: { featureKind: 'pooled' }, split: { fraction: 0.34 }, augment: { jitter: 1, flip: true }, head: { units: 8, projection: 8 }, training: { epochs: 2, seed: 1 }, baseline: false, report: false });
+      runTraining({ config, manifest, out: join(dir, out), runtime: { featureKind: 'pooled' }, split: { fraction: 0.34 }, augment: { jitter: 1, flip: true }, streams: ['rgb'], head: { units: 8, projection: 8 }, training: { epochs: 2, seed: 1 }, baseline: false, report: false });
     const first = await train('m1');
     // 6 clips: 2 for validation (one per class), 4 trained on, each with one jittered and one mirrored copy
     expect(first.valN).toBe(2);

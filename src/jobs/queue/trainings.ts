@@ -216,6 +216,8 @@ export async function runTrainJob(job: Job<TrainJobData, TrainingJobResult>, rt:
         training: o.training ?? {},
         ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
         ...(o.augment ? { augment: o.augment } : {}),
+        // the queue workers compute the rgb stream only: a model trained here must be one they can serve
+        streams: ['rgb'],
       },
       {
         signal: abort.signal,

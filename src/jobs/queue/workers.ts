@@ -26,6 +26,7 @@ import { FramewiseError, toFramewiseError } from '../../errors/index.js';
 import { createBackbone } from '../../ml/backbone-specs.js';
 import { TemporalHead } from '../../ml/head.js';
 import { runtimeFromConfig } from '../runtime.js';
+import { requireRgbOnly } from '../stream-features.js';
 import { framesArtifactKey } from './artifact-store.js';
 import { BatchingBackbone } from './batching-embedder.js';
 import { formatFailedReason, noteClipFinished } from './clips.js';
@@ -310,7 +311,14 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
               out = await embedWindowsStage(clip, await onlyChildValue<WindowsDecodeJobResult>(job), deps, backbone, {
                 openHead: async () => {
                   if (!model) throw new FramewiseError('FW_ERR_INTERNAL', `embed job ${job.id} of a windowed clip carries no model`);
-                  return TemporalHead.load(await jobModelDir(config, model), undefined, config.backend);
+                  const h = await TemporalHead.load(await jobModelDir(config, model), undefined, config.backend);
+                  try {
+                    requireRgbOnly(h, 'the queue');
+                  } catch (err) {
+                    h.dispose();
+                    throw err;
+                  }
+                  return h;
                 },
                 embedBatch: q.embedBatchFrames,
                 ...(opts.windowsMaxStoredFrames !== undefined ? { maxStoredFrames: opts.windowsMaxStoredFrames } : {}),
@@ -332,6 +340,12 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
         let head: TemporalHead | undefined;
         const load = async (dir: string): Promise<TemporalHead> => {
           const next = await TemporalHead.load(dir, undefined, config.backend);
+          try {
+            requireRgbOnly(next, 'the queue');
+          } catch (err) {
+            next.dispose();
+            throw err;
+          }
           await next.predict([{ data: new Float32Array(next.metadata.backbone.dim), count: 1 }]); // warm-up
           log.info({ model: next.metadata.id, version: next.metadata.version, dir }, 'classify worker: head ready');
           return next;

@@ -1,0 +1,82 @@
+/** One ffmpeg decode for several streams (rgb, motion, letterbox) on clips generated here. */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeFrames, probe } from '../../src/media/ffmpeg.js';
+import { decodeMulti, letterboxContent } from '../../src/media/multi-decode.js';
+import { runFfmpeg } from '../../src/media/synthetic.js';
+import { makeTempDir, makeTestsrc, removeDir } from '../helpers/clips.js';
+
+let dir: string;
+const p = (name: string): string => join(dir, name);
+const uniform8 = { kind: 'uniform' as const, frames: 8 };
+const square = { size: 112, crop: 'center' as const };
+
+beforeAll(async () => {
+  dir = await makeTempDir();
+  await Promise.all([
+    makeTestsrc(p('wide.mp4'), { seconds: 2, size: '320x180' }),
+    // MPEG-TS from ffmpeg: its timestamps do not start at 0 (issue: they must decode like the MP4)
+    runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25:duration=2', '-c:v', 'mpeg2video', '-q:v', '2', p('x.ts')]),
+    // a still picture for 2 s: no motion anywhere
+    runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-frames:v', '1', p('still.png')]),
+  ]);
+  await runFfmpeg(['-loop', '1', '-i', p('still.png'), '-t', '2', '-r', '25', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv444p', '-qp', '0', p('static.mp4')]);
+});
+afterAll(async () => {
+  if (dir) await removeDir(dir);
+});
+
+const mean = (xs: Uint8Array): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+const max = (xs: Uint8Array): number => xs.reduce((a, b) => Math.max(a, b), 0);
+
+describe('decodeMulti', () => {
+  it('gives the same rgb frames as decodeFrames, and motion and letterboxed frames of the same count', async () => {
+    const info = await probe(p('wide.mp4'));
+    const single = await decodeFrames(info, uniform8, square);
+    const multi = await decodeMulti(info, uniform8, { rgb: square, motion: square, letterbox: [96] });
+    expect(multi.rgb?.count).toBe(8);
+    expect(Buffer.from(multi.rgb?.data as Uint8Array).equals(Buffer.from(single.data))).toBe(true);
+    expect(multi.times).toEqual(single.times);
+    expect(multi.motion?.count).toBe(8);
+    expect(multi.motion?.data.length).toBe(8 * 112 * 112 * 3);
+    // testsrc moves: the differences are not all black, and darker than the pictures
+    const m = mean(multi.motion?.data as Uint8Array);
+    expect(m).toBeGreaterThan(0.5);
+    expect(m).toBeLessThan(mean(single.data));
+    const lb = multi.letterbox?.[0];
+    expect(lb?.count).toBe(8);
+    expect(lb?.size).toBe(96);
+    // 16:9 in a square: bars above and below
+    expect(lb?.content).toEqual(letterboxContent(320, 180, 96));
+    expect(lb?.content.w).toBe(1);
+    expect(lb?.content.h).toBeCloseTo(54 / 96, 5);
+    const row = (y: number): Uint8Array => (lb?.data as Uint8Array).subarray(y * 96 * 3, (y + 1) * 96 * 3);
+    expect(max(row(2))).toBeLessThan(20); // the black bar
+    expect(mean(row(48))).toBeGreaterThan(20); // the picture
+  });
+
+  it('a still video gives black differences', async () => {
+    const info = await probe(p('static.mp4'));
+    const multi = await decodeMulti(info, uniform8, { motion: square });
+    expect(multi.motion?.count).toBe(8);
+    expect(max(multi.motion?.data as Uint8Array)).toBeLessThanOrEqual(2);
+  });
+
+  it('a file that is not a video is a documented error', async () => {
+    const info = await probe(p('wide.mp4'));
+    await expect(decodeMulti({ ...info, path: p('nothing-here.mp4') }, uniform8, { rgb: square })).rejects.toMatchObject({ code: expect.stringMatching(/^FW_ERR_MEDIA_/) });
+  });
+
+  it('decodes on the first frame\'s clock behind the same guards: an MPEG-TS gives the frames decodeFrames gives; a refused container never reaches ffmpeg', async () => {
+    const info = await probe(p('x.ts'));
+    expect(info.startTime).toBeGreaterThan(0.5); // ffmpeg's MPEG-TS muxer starts at 1.4 s
+    const single = await decodeFrames(info, uniform8, square);
+    const multi = await decodeMulti(info, uniform8, { rgb: square, motion: square });
+    expect(multi.rgb?.count).toBe(8);
+    expect(multi.times).toEqual(single.times);
+    expect(multi.times[7]).toBeLessThan(2); // seconds from the first frame, not from the file's start
+    expect(Buffer.from(multi.rgb?.data as Uint8Array).equals(Buffer.from(single.data))).toBe(true);
+    // a probe result naming a playlist demuxer (as a crafted file would) is refused before any decode
+    await expect(decodeMulti({ ...info, container: 'hls' }, uniform8, { rgb: square })).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' });
+  });
+});
