@@ -13,7 +13,7 @@ cache=.cache/framewise
 rm -rf "$work/samples"
 node dist/scripts/make-synthetic.js --out "$work/samples" --per-class 2 --seed 900000
 node dist/src/cli/bin.js train --manifest "$work/train150/manifest.csv" --out pretrained/heads/motion4 --id motion4 \
-  --no-report --epochs 80 --patience 12 --seed 7 --cache-dir "$cache" --log-level warn
+  --streams rgb --no-report --epochs 80 --patience 12 --seed 7 --cache-dir "$cache" --log-level warn
 echo "held-out test set (12 clips per motion):"
 node dist/src/cli/bin.js eval --model pretrained/heads/motion4 --manifest "$work/test/manifest.csv" --cache-dir "$cache" --log-level warn
 rm -f samples/*.mp4
