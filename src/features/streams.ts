@@ -9,10 +9,13 @@
  *   frames; a per-frame presence mask says where nobody / no hand was seen (vector zero).
  */
 import { FramewiseError } from '../errors/index.js';
+import type { FrameStream, FrameStreamOptions, KeypointStreamId } from '../ml/streams/frame-stream.js';
+
+// the keypoint streams' contract is declared once, beside its loaders
+export type { FrameStream, FrameStreamOptions, KeypointStreamId, LetterboxedFrames } from '../ml/streams/frame-stream.js';
 
 export const STREAM_IDS = ['rgb', 'motion', 'pose', 'hands'] as const;
 export type StreamId = (typeof STREAM_IDS)[number];
-export type KeypointStreamId = 'pose' | 'hands';
 export const KEYPOINT_STREAMS: readonly KeypointStreamId[] = ['pose', 'hands'];
 
 export const isKeypointStream = (id: StreamId): id is KeypointStreamId => id === 'pose' || id === 'hands';
@@ -44,30 +47,6 @@ export function parseStreams(text: string): StreamId[] {
 }
 
 export const formatStreams = (streams: readonly StreamId[]): string => streams.join(',');
-
-/** n letterboxed square frames (the keypoint streams' input; the contract of src/ml/streams/frame-stream.ts). */
-export interface LetterboxedFrames {
-  data: Uint8Array;
-  count: number;
-  size: number;
-  content: { x0: number; y0: number; w: number; h: number };
-}
-
-/** A keypoint model as the keypoint streams provide it (the contract of src/ml/streams/frame-stream.ts). */
-export interface FrameStream {
-  readonly id: KeypointStreamId;
-  readonly version: string;
-  readonly inputSize: number;
-  readonly dim: number;
-  embed(frames: LetterboxedFrames): Promise<{ data: Float32Array; present: Uint8Array }>;
-  dispose(): Promise<void>;
-}
-
-export interface FrameStreamOptions {
-  engine?: 'onnx' | 'tfjs';
-  cacheDir: string;
-  threads?: number;
-}
 
 /** Opens a keypoint stream (tests pass a double; the default loads src/ml/streams/{pose,hands}-stream). */
 export type FrameStreamOpener = (id: KeypointStreamId, opts: FrameStreamOptions) => Promise<FrameStream>;

@@ -38,6 +38,7 @@ import { tf } from '../tfjs-runtime.js';
 import type { FrameStream, FrameStreamOptions, LetterboxedFrames } from './frame-stream.js';
 import { ensureKeypointOnnx, keypointModelVersion, loadKeypointGraph } from './keypoint-models.js';
 import { checkFrames, floatOutput, loadOrt, openStreamSession, streamThreads } from './onnx-session.js';
+import { SerialCalls } from './serial-calls.js';
 
 export const HANDS_INPUT_SIZE = 256;
 export const HAND_LANDMARKS = 21;
@@ -310,7 +311,7 @@ class HandsStream implements FrameStream {
   readonly inputSize = HANDS_INPUT_SIZE;
   readonly dim: number;
   readonly version = `${keypointModelVersion('handdetect')}+${keypointModelVersion('handlandmark-lite')}`;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly calls = new SerialCalls();
   private released = false;
   private readonly crop = new Uint8Array(LANDMARK_CROP * LANDMARK_CROP * 3);
   private readonly anchors = palmAnchors();
@@ -325,9 +326,7 @@ class HandsStream implements FrameStream {
 
   embed(frames: LetterboxedFrames): Promise<{ data: Float32Array; present: Uint8Array }> {
     if (this.released) return Promise.reject(new FramewiseError('FW_ERR_INTERNAL', 'hands stream used after dispose()'));
-    const run = this.queue.then(() => this.embedNow(frames));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.calls.run(() => this.embedNow(frames));
   }
 
   private async embedNow(frames: LetterboxedFrames): Promise<{ data: Float32Array; present: Uint8Array }> {
@@ -356,7 +355,7 @@ class HandsStream implements FrameStream {
   async dispose(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    await this.queue;
+    await this.calls.idle();
     await this.runner.dispose();
   }
 }

@@ -33,6 +33,7 @@ import { tf } from '../tfjs-runtime.js';
 import type { FrameStream, FrameStreamOptions, LetterboxedFrames } from './frame-stream.js';
 import { ensureKeypointOnnx, keypointModelVersion, loadKeypointGraph } from './keypoint-models.js';
 import { checkFrames, floatOutput, loadOrt, openStreamSession, streamThreads } from './onnx-session.js';
+import { SerialCalls } from './serial-calls.js';
 
 export const POSE_INPUT_SIZE = 256;
 export const POSE_KEYPOINTS = 17;
@@ -214,7 +215,7 @@ class PoseStream implements FrameStream {
   readonly inputSize = POSE_INPUT_SIZE;
   readonly dim: number;
   readonly version = keypointModelVersion('movenet-multipose');
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly calls = new SerialCalls();
   private released = false;
 
   constructor(
@@ -227,9 +228,7 @@ class PoseStream implements FrameStream {
 
   embed(frames: LetterboxedFrames): Promise<{ data: Float32Array; present: Uint8Array }> {
     if (this.released) return Promise.reject(new FramewiseError('FW_ERR_INTERNAL', 'pose stream used after dispose()'));
-    const run = this.queue.then(() => this.embedNow(frames));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.calls.run(() => this.embedNow(frames));
   }
 
   private async embedNow(frames: LetterboxedFrames): Promise<{ data: Float32Array; present: Uint8Array }> {
@@ -250,7 +249,7 @@ class PoseStream implements FrameStream {
   async dispose(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    await this.queue;
+    await this.calls.idle();
     await this.runner.dispose();
   }
 }
