@@ -22,11 +22,14 @@ beforeAll(async () => {
 });
 afterAll(() => removeDir(cacheDir));
 
-/** Load the backbone (conversion, session, warm-up embed) in a child; its pid and exit code. */
+/** Load the backbone (conversion, session, warm-up embed) in a child, which then waits up to 5 s for the log to appear; its pid and exit code. */
 function loadInChild(env: Record<string, string | undefined>): Promise<{ pid: number; code: number | null; stderr: string }> {
   const script = `import { createOnnxBackbone } from ${JSON.stringify(MODULE)};
 const b = await createOnnxBackbone({ id: 'mobilenet_v2_mid', featureKind: 'pooled', cacheDir: ${JSON.stringify(cacheDir)}, threads: 1, batchSize: 1, log: () => undefined });
 await b.embed(new Uint8Array(224 * 224 * 3), 1);
+// the telemetry library writes its log from a thread of its own: give it up to 5 s before exiting
+const { existsSync } = await import('node:fs');
+for (let i = 0; i < 50 && !existsSync('/tmp/mat-debug-' + process.pid + '.log'); i++) await new Promise((r) => setTimeout(r, 100));
 await b.dispose();`;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
