@@ -32,7 +32,10 @@ const { existsSync } = await import('node:fs');
 for (let i = 0; i < 50 && !existsSync('/tmp/mat-debug-' + process.pid + '.log'); i++) await new Promise((r) => setTimeout(r, 100));
 await b.dispose();`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    // the telemetry library stays silent when CI is set (as it is in CI): the child runs without it
+    const childEnv: Record<string, string | undefined> = { ...process.env, CI: undefined, ...env };
+    for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k];
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     child.on('error', reject);
