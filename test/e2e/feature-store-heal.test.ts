@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/config/index.js';
 import { contentHash, decodeEntry, encodeEntry } from '../../src/features/feature-store.js';
-import { assertValidResult } from '../../src/jobs/result-schema.js';
+import { resultLines } from '../helpers/cli-run.js';
 import { makeClip, randomClipSpec } from '../../src/media/synthetic.js';
 import { makeTempDir, removeDir } from '../helpers/clips.js';
 
@@ -29,15 +29,7 @@ function label(files: string[]): Promise<{ code: number | null; results: Array<R
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
-      const results = stdout
-        .split('\n')
-        .filter((l) => l.trim() !== '')
-        .map((l) => {
-          const r = JSON.parse(l) as Record<string, unknown>;
-          assertValidResult(r);
-          return r;
-        });
-      resolve({ code, results, stderr });
+      resolve({ code, results: resultLines(stdout), stderr });
     });
   });
 }

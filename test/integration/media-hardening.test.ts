@@ -13,15 +13,14 @@
 import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
 import { assertValidResult } from '../../src/jobs/result-schema.js';
 import { decodeFrames, probe, streamFrames, type VideoInfo } from '../../src/media/ffmpeg.js';
 import { buildWindowsPolicy, type DecodePolicy } from '../../src/media/sampling.js';
 import { makeClip, randomClipSpec, runFfmpeg } from '../../src/media/synthetic.js';
 import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
 import { parseSse } from '../helpers/sse.js';
+import { resultLines, runCliInProcess } from '../helpers/cli-run.js';
 import { makeTempDir, makeTestsrc, removeDir } from '../helpers/clips.js';
 import { freshCacheDir, TEST_ENGINE } from '../helpers/queue-fixtures.js';
 
@@ -44,28 +43,8 @@ function ffprobeJson(path: string): Promise<{ format: { start_time?: string }; s
 
 /** Run the CLI in this process (JSON Lines); every line is checked against the result schema. */
 async function cli(args: string[]): Promise<{ code: number; results: Array<Record<string, unknown>>; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const sink = (add: (s: string) => void): Writable =>
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        add(chunk.toString());
-        cb();
-      },
-    });
-  const code = await main(['node', 'framewise', ...args, '--json', '--log-level', 'warn', '--cache-dir', cacheDir, '--engine', TEST_ENGINE], {
-    stdout: sink((s) => (stdout += s)),
-    stderr: sink((s) => (stderr += s)),
-  });
-  const results = stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => {
-      const r = JSON.parse(l) as Record<string, unknown>;
-      assertValidResult(r);
-      return r;
-    });
-  return { code, results, stderr };
+  const r = await runCliInProcess(args, ['--cache-dir', cacheDir, '--engine', TEST_ENGINE]);
+  return { code: r.code, results: resultLines(r.stdout), stderr: r.stderr };
 }
 
 async function collect(info: VideoInfo, policy: DecodePolicy): Promise<{ times: number[]; data: Buffer }> {

@@ -7,10 +7,8 @@
  */
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
 import { DEFAULT_MODEL_DIR, loadConfig } from '../../src/config/index.js';
 import { labelWindowed, type LabelSuccess, type WindowsLabelOptions } from '../../src/jobs/label.js';
 import { assertValidResult } from '../../src/jobs/result-schema.js';
@@ -21,6 +19,7 @@ import { makeClip, randomClipSpec } from '../../src/media/synthetic.js';
 import { TemporalHead } from '../../src/ml/head.js';
 import { makeTempDir, makeTestsrc, removeDir } from '../helpers/clips.js';
 import { freshCacheDir, TEST_ENGINE } from '../helpers/queue-fixtures.js';
+import { resultLines, runCliInProcess } from '../helpers/cli-run.js';
 import { makeChangingVideo } from '../helpers/windows-clips.js';
 
 let dir: string;
@@ -39,33 +38,9 @@ async function ffmpegRuns(): Promise<number> {
   return text.split('\n').filter(Boolean).length;
 }
 
-/** Run the CLI in this process; every JSON line it prints is checked against the schema. */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const sink = (add: (s: string) => void): Writable =>
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        add(chunk.toString());
-        cb();
-      },
-    });
-  const code = await main(['node', 'framewise', ...args, '--json', '--log-level', 'warn', '--cache-dir', cacheDir, '--engine', TEST_ENGINE], {
-    stdout: sink((s) => (stdout += s)),
-    stderr: sink((s) => (stderr += s)),
-  });
-  return { code, stdout, stderr };
-}
-
-const jsonLines = (s: string): Array<Record<string, unknown>> =>
-  s
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => {
-      const r = JSON.parse(l) as Record<string, unknown>;
-      assertValidResult(r);
-      return r;
-    });
+/** Run the CLI in this process; every JSON line it prints is checked against the schema (jsonLines). */
+const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => runCliInProcess(args, ['--cache-dir', cacheDir, '--engine', TEST_ENGINE]);
+const jsonLines = resultLines;
 
 beforeAll(async () => {
   dir = await makeTempDir('fw-windows-');
