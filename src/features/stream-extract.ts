@@ -12,13 +12,14 @@ import { stat } from 'node:fs/promises';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { probe, type MediaTools, type VideoInfo } from '../media/ffmpeg.js';
 import { decodeMulti, type MultiDecodeRequest, type MultiDecodeResult } from '../media/multi-decode.js';
-import { samplingKey, type FrameGeometry, type SamplingPolicy } from '../media/sampling.js';
+import type { FrameGeometry, SamplingPolicy } from '../media/sampling.js';
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { StreamLayout } from '../ml/stream-layout.js';
 import { stopsTheRun, type ExtractStats } from './extract.js';
 import { contentHash, type FeatureKey, type FeatureSequence, type FeatureStore } from './feature-store.js';
 import { createStageTimings, timeStage } from './pipeline-schedule.js';
+import { backboneStreamVersion, streamFeatureKey } from './stream-keys.js';
 import { isKeypointStream, type FrameStream, type KeypointStreamId, type StreamId } from './streams.js';
 
 export interface StreamExtractorOptions {
@@ -42,7 +43,8 @@ export type StreamCost = Record<string, { frames: number; ms: number }>;
 
 export type StreamOutcome<T> = { item: T; ok: true; seqs: FeatureSequence[]; cached: boolean } | { item: T; ok: false; error: FramewiseError };
 
-type Prepared = { seqs: Array<FeatureSequence | undefined>; keys: FeatureKey[]; info?: VideoInfo; decoded?: MultiDecodeResult };
+/** What the decode stage gives: each stream's stored sequence (or undefined), its key, and for the streams that missed the one decode. */
+export type Prepared = { seqs: Array<FeatureSequence | undefined>; keys: FeatureKey[]; info?: VideoInfo; decoded?: MultiDecodeResult };
 
 export class StreamExtractor {
   readonly stats: ExtractStats = { decoded: 0, embedded: 0, cached: 0, failed: 0, framesEmbedded: 0, timings: createStageTimings() };
@@ -94,7 +96,7 @@ export class StreamExtractor {
       if (isKeypointStream(id)) {
         const s = await this.getKeypoint(id);
         out.push({ id, version: s.version, dim: s.dim, masked: true });
-      } else out.push({ id, version: `${identity.id}@${identity.version}:${identity.featureKind}`, dim: identity.dim, masked: false });
+      } else out.push({ id, version: backboneStreamVersion(identity), dim: identity.dim, masked: false });
     }
     return out;
   }
@@ -102,16 +104,12 @@ export class StreamExtractor {
   /** The feature-store key of each stream for a file with this content hash. */
   async keysFor(hash: string): Promise<FeatureKey[]> {
     const { identity, sampling, geometry } = this.opts;
-    const rgbKey: FeatureKey = { contentHash: hash, backboneId: identity.id, backboneVersion: identity.version, featureKind: identity.featureKind, sampling: samplingKey(sampling, geometry) };
     const keys: FeatureKey[] = [];
     for (const id of this.opts.streams) {
-      if (id === 'rgb') keys.push(rgbKey);
-      else if (id === 'motion') keys.push({ ...rgbKey, stream: 'motion' });
+      if (!isKeypointStream(id)) keys.push(streamFeatureKey(hash, identity, sampling, geometry, { id, version: backboneStreamVersion(identity) }));
       else {
         const s = await this.getKeypoint(id);
-        // the frame is letterboxed (never cropped or mirrored): the key names the square's side
-        const lb = samplingKey(sampling, { size: s.inputSize, crop: 'center' }).replace(/-center$/, '-letterbox');
-        keys.push({ contentHash: hash, backboneId: id, backboneVersion: s.version, featureKind: 'pooled', sampling: lb, stream: id });
+        keys.push(streamFeatureKey(hash, identity, sampling, geometry, { id, version: s.version, inputSize: s.inputSize }));
       }
     }
     return keys;

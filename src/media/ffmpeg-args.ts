@@ -130,6 +130,20 @@ export function buildGeometryFilters(geometry: FrameGeometry): string[] {
   return [squarePixels, `scale=${s}:${s}:flags=area`, 'setsar=1', ...flip];
 }
 
+/**
+ * What makes a `motion` frame, after the frames' geometry and before the sampling `select`: the
+ * difference |frame_t − frame_t−1| of consecutive source frames (in planar RGB, so each channel
+ * is differenced on its own). One definition for every path that decodes motion (clips, windows,
+ * the queue): a change here applies to all of them at once. Stored motion features are keyed by
+ * the backbone and the sampling, not by these filters: a change also needs a new motion key.
+ */
+export const MOTION_FILTERS: readonly string[] = Object.freeze(['format=gbrp', 'tblend=all_mode=difference']);
+
+/** The filters of a motion output up to its `select`: the geometry (made small first), then the difference of consecutive source frames. */
+export function buildMotionFilters(geometry: FrameGeometry): string[] {
+  return [...buildGeometryFilters(geometry), ...MOTION_FILTERS];
+}
+
 export interface DecodePlan {
   /** Full ffmpeg argument list (without the binary). */
   args: string[];
@@ -150,6 +164,23 @@ export interface DecodePlan {
 export const ZERO_CLOCK_FILTER = 'setpts=PTS-STARTPTS';
 
 /**
+ * The `select` expression of a policy (on the zero clock) and the most frames it lets through:
+ * `uniform` keeps the frame nearest each target, `fps` one frame per 1/rate bucket, `windows` one
+ * frame per step of its grid (every W/N seconds at the segment centres, the whole video).
+ */
+export function buildPolicySelect(policy: DecodePolicy, targets: readonly number[] | undefined, clip: { duration?: number; frameInterval: number }): { select: string; maxFrames: number } {
+  const tolerance = clip.frameInterval / 2;
+  if (policy.kind === 'windows') {
+    // one sequential pass over the whole video at the windows' grid rate (N/W frames/s)
+    const grid = windowGrid(policy);
+    const duration = clip.duration ?? 0;
+    return { select: buildGridSelectExpr(grid.interval, 0, grid.offset, Math.min(tolerance, grid.interval / 2)), maxFrames: duration > 0 ? maxPassFrames(policy, duration) : 1_000_000_000 };
+  }
+  const select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, 0, tolerance);
+  return { select, maxFrames: policy.kind === 'uniform' ? policy.frames : policy.maxFrames };
+}
+
+/**
  * One sequential decode of the first video stream: clock to 0 → select → scale/crop → showinfo
  * (for each frame's timestamp on stderr) → raw rgb24 on stdout. Audio, subtitles and data are
  * dropped. The input is read with the demuxer the probe found (`clip.demuxer`, pinned with `-f`)
@@ -162,18 +193,7 @@ export function buildDecodeArgs(
   clip: { demuxer: string; duration: number; frameInterval: number },
   targets: number[] | undefined,
 ): DecodePlan {
-  const tolerance = clip.frameInterval / 2;
-  let select: string;
-  let maxFrames: number;
-  if (policy.kind === 'windows') {
-    // one sequential pass over the whole video at the windows' grid rate (N/W frames/s)
-    const grid = windowGrid(policy);
-    select = buildGridSelectExpr(grid.interval, 0, grid.offset, Math.min(tolerance, grid.interval / 2));
-    maxFrames = clip.duration > 0 ? maxPassFrames(policy, clip.duration) : 1_000_000_000;
-  } else {
-    select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, 0, tolerance);
-    maxFrames = policy.kind === 'uniform' ? policy.frames : policy.maxFrames;
-  }
+  const { select, maxFrames } = buildPolicySelect(policy, targets, clip);
   const filters = [ZERO_CLOCK_FILTER, `select='${select}'`, ...buildGeometryFilters(geometry), 'showinfo'];
   const args = [
     '-hide_banner',

@@ -488,8 +488,9 @@ export async function* streamFrames(info: VideoInfo, policy: DecodePolicy, geome
  * No frame came out of a decode: a truncated file when the video does decode but stops before the
  * first sampled time (a header that declares more than the file holds), else `classifyDecodeFailure`.
  * Tells them apart by decoding the stream's first frame only (this path runs on failures alone).
+ * `streamMulti` (multi-stream.ts) classifies its failures with it too.
  */
-async function classifyNoFrame(
+export async function classifyNoFrame(
   info: VideoInfo,
   tools: MediaTools,
   firstTarget: number | undefined,

@@ -5,20 +5,20 @@
  *
  * - `rgb`: the sampled frames, short side to `size` + centre crop (or squash): the same filters
  *   as `decodeFrames`, so the pixels (and the stored rgb features) are the same.
- * - `motion`: |frame_t − frame_t−1| of consecutive source frames (`tblend=all_mode=difference`
- *   in gbrp, after the same geometry), at the same sampled times; the first frame of a video has
- *   no predecessor and gives a black (all-zero) difference.
+ * - `motion`: |frame_t − frame_t−1| of consecutive source frames (`MOTION_FILTERS` in
+ *   ffmpeg-args.ts, after the same geometry), at the same sampled times; the first frame of a
+ *   video has no predecessor and gives a black (all-zero) difference.
  * - `letterbox`: the sampled frames letterboxed into an S×S square (aspect kept, centred, black
  *   bars), with where the picture lies inside the square: what the keypoint streams take.
  *
  * Clips only (`uniform` / `fps` policies): the frames are collected in memory. Long videos
- * (`windows`) keep using `streamFrames`.
+ * (`windows`) stream the same outputs, frame by frame, through `streamMulti` (multi-stream.ts).
  */
 import { spawn } from 'node:child_process';
 import { FramewiseError } from '../errors/index.js';
-import { buildGeometryFilters, buildInputGuardArgs, buildRateSelectExpr, buildTargetSelectExpr, demuxerOf, isAllowedContainer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
+import { buildGeometryFilters, buildInputGuardArgs, buildMotionFilters, buildPolicySelect, demuxerOf, isAllowedContainer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
 import { DEFAULT_MEDIA_TOOLS, refusedContainer, type FrameBatch, type MediaTools, type VideoInfo } from './ffmpeg.js';
-import { targetTimes, type FrameGeometry, type SamplingPolicy } from './sampling.js';
+import { targetTimes, type DecodePolicy, type FrameGeometry, type SamplingPolicy } from './sampling.js';
 
 /** Where the picture lies inside a letterboxed square, in [0,1] units of the square. */
 export interface ContentBox {
@@ -75,31 +75,37 @@ export function buildLetterboxFilters(size: number): string[] {
   ];
 }
 
-interface Branch {
+export interface Branch {
   name: 'rgb' | 'motion' | 'letterbox';
   size: number;
   filters: string;
 }
 
-/** The ffmpeg arguments of one multi-output decode (pure). Branch i writes to fd 1 (i = 0) or fd i + 2. */
+/** The instance name of branch i's `showinfo` when every branch reports its frames' times (`tagAll`). */
+export const branchShowinfo = (i: number): string => `showinfo@fwb${i}`;
+
+/**
+ * The ffmpeg arguments of one multi-output decode (pure). Branch i writes to fd 1 (i = 0) or fd
+ * i + 2. The sampling is any decode policy (`windows`: the whole video on the windows' grid, for
+ * `streamMulti`); `showinfo` (the frames' times on stderr) runs on the first branch, or with
+ * `tagAll` on every branch, each named `branchShowinfo(i)`.
+ */
 export function buildMultiDecodeArgs(
   path: string,
-  policy: SamplingPolicy,
+  policy: DecodePolicy,
   request: MultiDecodeRequest,
-  clip: { demuxer: string; frameInterval: number },
+  clip: { demuxer: string; frameInterval: number; duration?: number },
   targets: number[] | undefined,
+  options: { tagAll?: boolean } = {},
 ): { args: string[]; branches: Branch[]; maxFrames: number } {
-  const tolerance = clip.frameInterval / 2;
   // targets and rates are on the zero clock (ZERO_CLOCK_FILTER, before the split), as in buildDecodeArgs
-  const select = policy.kind === 'uniform' && targets !== undefined ? buildTargetSelectExpr(targets, tolerance) : buildRateSelectExpr(policy.kind === 'fps' ? policy.fps : 1, 0, tolerance);
-  const maxFrames = policy.kind === 'uniform' ? policy.frames : policy.maxFrames;
+  const { select, maxFrames } = buildPolicySelect(policy, targets, clip);
   const branches: Branch[] = [];
-  // showinfo (the timestamps) on the first branch only
-  const info = (): string[] => (branches.length === 0 ? ['showinfo'] : []);
+  const info = (): string[] => (options.tagAll ? [branchShowinfo(branches.length)] : branches.length === 0 ? ['showinfo'] : []);
   if (request.rgb) branches.push({ name: 'rgb', size: request.rgb.size, filters: [`select='${select}'`, ...buildGeometryFilters(request.rgb), ...info()].join(',') });
   if (request.motion) {
     // the difference of consecutive source frames, made small first (the geometry), then sampled like rgb
-    const f = [...buildGeometryFilters(request.motion), 'format=gbrp', 'tblend=all_mode=difference', `select='${select}'`, 'format=rgb24', ...info()];
+    const f = [...buildMotionFilters(request.motion), `select='${select}'`, 'format=rgb24', ...info()];
     branches.push({ name: 'motion', size: request.motion.size, filters: f.join(',') });
   }
   for (const size of new Set(request.letterbox ?? [])) branches.push({ name: 'letterbox', size, filters: [`select='${select}'`, ...buildLetterboxFilters(size), ...info()].join(',') });

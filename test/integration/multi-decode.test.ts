@@ -1,8 +1,10 @@
 /** One ffmpeg decode for several streams (rgb, motion, letterbox) on clips generated here. */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeFrames, probe } from '../../src/media/ffmpeg.js';
+import { decodeFrames, probe, streamFrames } from '../../src/media/ffmpeg.js';
 import { decodeMulti, letterboxContent } from '../../src/media/multi-decode.js';
+import { streamMulti, type MultiFrame } from '../../src/media/multi-stream.js';
+import { buildWindowsPolicy } from '../../src/media/sampling.js';
 import { runFfmpeg } from '../../src/media/synthetic.js';
 import { makeTempDir, makeTestsrc, removeDir } from '../helpers/clips.js';
 
@@ -17,6 +19,8 @@ beforeAll(async () => {
     makeTestsrc(p('wide.mp4'), { seconds: 2, size: '320x180' }),
     // MPEG-TS from ffmpeg: its timestamps do not start at 0 (issue: they must decode like the MP4)
     runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25:duration=2', '-c:v', 'mpeg2video', '-q:v', '2', p('x.ts')]),
+    // 6 frames/s: the windows grid of 2 s windows with 16 frames (8 frames/s) samples the very first frame
+    runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=6:duration=3', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', p('slow.mp4')]),
     // a still picture for 2 s: no motion anywhere
     runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-frames:v', '1', p('still.png')]),
   ]);
@@ -78,5 +82,73 @@ describe('decodeMulti', () => {
     expect(Buffer.from(multi.rgb?.data as Uint8Array).equals(Buffer.from(single.data))).toBe(true);
     // a probe result naming a playlist demuxer (as a crafted file would) is refused before any decode
     await expect(decodeMulti({ ...info, container: 'hls' }, uniform8, { rgb: square })).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' });
+  });
+});
+
+const collect = async (it: AsyncIterable<MultiFrame>): Promise<MultiFrame[]> => {
+  const out: MultiFrame[] = [];
+  for await (const f of it) out.push(f);
+  return out;
+};
+const join3 = (xs: Array<Uint8Array | undefined>): Buffer => Buffer.concat(xs.map((x) => Buffer.from(x as Uint8Array)));
+
+describe('streamMulti', () => {
+  it('gives, frame by frame, the frames decodeMulti gives for a clip (rgb, motion, letterbox)', async () => {
+    const info = await probe(p('wide.mp4'));
+    const request = { rgb: square, motion: square, letterbox: [96] };
+    const whole = await decodeMulti(info, uniform8, request);
+    const frames = await collect(streamMulti(info, uniform8, request));
+    expect(frames).toHaveLength(8);
+    expect(frames.map((f) => f.time)).toEqual(whole.times);
+    expect(join3(frames.map((f) => f.rgb)).equals(Buffer.from(whole.rgb?.data as Uint8Array))).toBe(true);
+    expect(join3(frames.map((f) => f.motion)).equals(Buffer.from(whole.motion?.data as Uint8Array))).toBe(true);
+    expect(join3(frames.map((f) => f.letterbox?.[0])).equals(Buffer.from(whole.letterbox?.[0]?.data as Uint8Array))).toBe(true);
+  });
+
+  it('a windows pass: the rgb frames streamFrames gives, and the motion of the same source frames', async () => {
+    const info = await probe(p('wide.mp4'));
+    const policy = buildWindowsPolicy(16, 2, 1);
+    const single: Array<{ time: number; data: Uint8Array }> = [];
+    for await (const f of streamFrames(info, policy, square)) single.push(f);
+    const frames = await collect(streamMulti(info, policy, { rgb: square, motion: square }));
+    expect(frames.map((f) => f.time)).toEqual(single.map((f) => f.time));
+    expect(frames.length).toBe(16);
+    expect(join3(frames.map((f) => f.rgb)).equals(join3(single.map((f) => f.data)))).toBe(true);
+    // motion alone samples the same source frames: the same differences as beside rgb
+    const alone = await collect(streamMulti(info, policy, { motion: square }));
+    expect(alone.map((f) => f.time)).toEqual(frames.map((f) => f.time));
+    expect(join3(alone.map((f) => f.motion)).equals(join3(frames.map((f) => f.motion)))).toBe(true);
+    expect(mean(frames[3]?.motion as Uint8Array)).toBeGreaterThan(0.5);
+  });
+
+  it('where the grid samples the very first frame, motion has no difference for it: black, then the same frames as the others', async () => {
+    const info = await probe(p('slow.mp4'));
+    const policy = buildWindowsPolicy(16, 2, 1);
+    const frames = await collect(streamMulti(info, policy, { rgb: square, motion: square, letterbox: [96] }));
+    expect(frames[0]?.time).toBe(0);
+    expect(frames.length).toBeGreaterThanOrEqual(17); // one frame per grid step the 6 frames/s source fills (3 s)
+    expect(max(frames[0]?.motion as Uint8Array)).toBe(0);
+    expect(mean(frames[1]?.motion as Uint8Array)).toBeGreaterThan(0.5);
+    // motion alone (no frame 0 to pair with): its first frame is that second frame's difference
+    const alone = await collect(streamMulti(info, policy, { motion: square }));
+    expect(alone).toHaveLength(frames.length - 1);
+    expect(alone[0]?.time).toBe(frames[1]?.time);
+    expect(join3(alone.map((f) => f.motion)).equals(join3(frames.slice(1).map((f) => f.motion)))).toBe(true);
+  });
+
+  it('a file that does not decode is a documented error; a cancelled pass stops ffmpeg', async () => {
+    const info = await probe(p('wide.mp4'));
+    await expect(collect(streamMulti({ ...info, path: p('nothing-here.mp4') }, buildWindowsPolicy(16, 2, 1), { motion: square }))).rejects.toMatchObject({ code: expect.stringMatching(/^FW_ERR_MEDIA_/) });
+    await expect(collect(streamMulti({ ...info, container: 'hls' }, uniform8, { rgb: square }))).rejects.toMatchObject({ code: 'FW_ERR_MEDIA_UNSUPPORTED_CONTAINER' });
+    const ctl = new AbortController();
+    let n = 0;
+    await expect(
+      (async () => {
+        for await (const _ of streamMulti(info, buildWindowsPolicy(16, 2, 1), { rgb: square, motion: square }, { signal: ctl.signal })) {
+          if (++n === 2) ctl.abort(new Error('stop'));
+        }
+      })(),
+    ).rejects.toThrow('stop');
+    expect(n).toBeLessThan(16);
   });
 });

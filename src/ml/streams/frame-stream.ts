@@ -34,3 +34,10 @@ export interface FrameStreamOptions {
   cacheDir: string; // for converted .onnx files (like src/ml/onnx/onnx-cache.ts)
   threads?: number;
 }
+
+/**
+ * The side of the letterboxed squares each keypoint stream takes (its loaders report the same as
+ * `inputSize`, checked when one is opened). Known without loading a model, so that the queue's
+ * decode and classify stages can key the feature store and decode the frames.
+ */
+export const KEYPOINT_INPUT_SIZES: Readonly<Record<KeypointStreamId, number>> = Object.freeze({ pose: 256, hands: 256 });
