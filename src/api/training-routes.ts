@@ -19,6 +19,7 @@ import { z } from 'zod';
 import type { Config } from '../config/index.js';
 import { FramewiseError, toStorageError } from '../errors/index.js';
 import { readLabelledData } from '../features/inputs.js';
+import { DEFAULT_STREAMS, parseStreams, STREAM_IDS } from '../features/streams.js';
 import type { PathGuard } from '../jobs/queue/batches.js';
 import type { TrainingRequestOptions } from '../jobs/queue/payloads.js';
 import type { QueueRuntime } from '../jobs/queue/runtime.js';
@@ -66,6 +67,13 @@ export const TRAINING_BODY = {
     head: { type: 'object', additionalProperties: true, description: 'head options as `framewise train` takes them: cell, units, layers, bidirectional, dropout, projection, pooling, temporalDiff' },
     training: { type: 'object', additionalProperties: true, description: 'epochs, batchSize, learningRate, clipNorm, patience, classWeights, balancedSampling, seed' },
     feature: { type: 'string', enum: [...FEATURE_KINDS], description: 'per-frame feature (default: the training default, see docs/training.md)' },
+    streams: {
+      oneOf: [
+        { type: 'array', items: { type: 'string', enum: [...STREAM_IDS] }, minItems: 1, uniqueItems: true },
+        { type: 'string', enum: ['auto'] },
+      ],
+      description: `per-frame streams the head reads, as \`framewise train --streams\`: a set of ${STREAM_IDS.join(', ')} (e.g. ["motion"]), or "auto" (each candidate set tried on validation splits); default ${DEFAULT_STREAMS.join(',')}. Every queue worker and \`label --windows\` compute exactly the model's streams`,
+    },
     sampling: { type: 'string', description: 'e.g. uniform:16 (default)' },
     baseline: { type: 'boolean', description: 'also train the mean-pooling baseline and record its validation figures (default true)' },
     augment: {
@@ -97,6 +105,9 @@ function checkOptions(body: TrainingBody): void {
   if (body.split?.column !== undefined && !body.split.valValues?.length) problems.push('split.column needs split.valValues');
   // the schema says minimum 0 (an OpenAPI 3.0 document cannot carry draft-07's numeric exclusiveMinimum)
   if (body.split?.fraction !== undefined && body.split.fraction <= 0) problems.push('split.fraction must be greater than 0');
+  // augmented copies are made of rgb frames only (as `framewise train --augment`)
+  const streams = body.streams === 'auto' ? 'auto' : (body.streams ?? DEFAULT_STREAMS).join(',');
+  if (body.augment && ((body.augment.jitter ?? 0) > 0 || body.augment.flip) && streams !== 'rgb') problems.push(`augment works with the rgb stream only: pass "streams": ["rgb"] with it (the streams here: ${streams})`);
   if (problems.length > 0) throw new FramewiseError('FW_ERR_REQUEST_INVALID', problems.join('; '));
 }
 
@@ -175,6 +186,7 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRoutesOptions> = async (
         ...(b.sampling ? { sampling: b.sampling } : {}),
         ...(b.baseline !== undefined ? { baseline: b.baseline } : {}),
         ...(b.augment ? { augment: b.augment } : {}),
+        ...(b.streams ? { streams: b.streams === 'auto' ? 'auto' : parseStreams(b.streams.join(',')) } : {}),
       };
       const { trainingId } = await submitTraining(rt, { manifest, manifestBaseDir, valManifest, name: b.name, promote: b.promote === true, options });
       void reply.header('location', `/v1/trainings/${trainingId}`);

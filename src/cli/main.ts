@@ -14,7 +14,7 @@ import { getLogger } from '../config/log.js';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { expandInputs, type Inputs } from '../features/inputs.js';
 import { failure, labelItems, labelItemsWindowed, labelStreamItems, type LabelResult } from '../jobs/label.js';
-import { createHeadStreamExtractor, isRgbOnly } from '../jobs/stream-features.js';
+import { createHeadStreamExtractor } from '../jobs/stream-features.js';
 import type { Extractor } from '../features/extract.js';
 import { createWindowsDeps } from '../jobs/windows.js';
 import { createExtractor, runtimeFromConfig, type RuntimeOptions } from '../jobs/runtime.js';
@@ -131,11 +131,8 @@ async function cmdLabel(inputs: string[], o: LabelFlags, config: Config, io: Io)
   const head = await TemporalHead.load(modelDir, undefined, rtProbe.backend);
   const meta = head.metadata;
   const rt = runtime(config, o, { backbone: meta.backbone.id as BackboneId, feature: meta.backbone.featureKind });
-  const streams = head.streams.map((s) => s.id);
-  if (o.windows !== undefined) {
-    if (!isRgbOnly(streams)) throw new FramewiseError('FW_ERR_MODEL_STREAMS_UNSUPPORTED', `this model reads the streams ${formatStreams(streams)}; --windows computes rgb only: label it without --windows`);
-    return labelWindowsCommand(inputs, o, rt, head, modelDir, io);
-  }
+  // windows compute exactly the model's streams too, from one decode pass per video
+  if (o.windows !== undefined) return labelWindowsCommand(inputs, o, rt, head, modelDir, io);
   // exactly the streams the model reads: the backbone's rgb features alone, or several streams from one decode
   const streamExtractor = await createHeadStreamExtractor(rt, head);
   const extractor = streamExtractor ?? (await createExtractor(rt, meta.sampling.policy, { size: meta.sampling.size, crop: meta.sampling.crop }));

@@ -38,7 +38,6 @@ export const ERROR_CODES = {
   FW_ERR_MODEL_CONFLICT: { permanent: true, http: 409, meaning: 'The model version is the promoted one: promote another first (or force the removal).' },
   FW_ERR_MODEL_MISMATCH: { permanent: true, http: 422, meaning: 'The head was trained on another backbone, feature kind or dimension than the one in use.' },
   FW_ERR_BACKBONE_UNAVAILABLE: { permanent: true, http: 503, meaning: 'The requested backbone, engine or backend cannot be loaded here.' },
-  FW_ERR_MODEL_STREAMS_UNSUPPORTED: { permanent: true, http: 422, meaning: 'The model reads per-frame streams besides rgb (motion, pose, hands), which this path does not compute yet (--windows, the queue workers): label it inline without --windows.' },
   FW_ERR_STREAM_UNAVAILABLE: { permanent: true, http: 503, meaning: 'A per-frame stream the job or model needs (pose, hands) cannot be loaded in this build.' },
   FW_ERR_ONNX_UNSUPPORTED_OP: { permanent: true, http: 422, meaning: 'The ONNX converter met an operation it does not know how to convert.' },
   FW_ERR_TRAIN_DATA: { permanent: true, http: 422, meaning: 'Training data is unusable (fewer than two classes, a class with no examples, nothing left after failures).' },

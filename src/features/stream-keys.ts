@@ -4,11 +4,12 @@
  * keypoint streams' fixed input sizes), so the queue's decode and classify stages key the store
  * without loading a model, and `label --windows` looks a pass up before opening one.
  */
+import { FramewiseError } from '../errors/index.js';
 import type { MultiDecodeRequest } from '../media/multi-decode.js';
 import { samplingKey, type DecodePolicy, type FrameGeometry } from '../media/sampling.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { StreamLayout, StreamLayoutEntry } from '../ml/stream-layout.js';
-import { KEYPOINT_INPUT_SIZES } from '../ml/streams/frame-stream.js';
+import { KEYPOINT_INPUT_SIZES, type FrameStream } from '../ml/streams/frame-stream.js';
 import type { FeatureKey } from './feature-store.js';
 import { isKeypointStream, type StreamId } from './streams.js';
 
@@ -52,4 +53,28 @@ export function decodeRequestFor(specs: readonly Pick<StreamSpec, 'id' | 'inputS
     }
   }
   return request;
+}
+
+/** True for a head over the backbone's rgb features alone (the paths that predate streams serve it). */
+export const isRgbLayout = (specs: readonly Pick<StreamLayoutEntry, 'id'>[]): boolean => specs.length === 1 && specs[0]?.id === 'rgb';
+
+/**
+ * A head over several streams reads rgb and motion features of one backbone version: the one
+ * `identity` names, else FW_ERR_MODEL_MISMATCH (a head over rgb alone is checked by `checkCompatible`).
+ */
+export function checkBackboneStreams(specs: readonly StreamSpec[], identity: BackboneIdentity): void {
+  if (isRgbLayout(specs)) return;
+  const want = backboneStreamVersion(identity);
+  for (const s of specs) {
+    if ((s.id === 'rgb' || s.id === 'motion') && (s.version !== want || s.dim !== identity.dim)) {
+      throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the head was trained on the ${s.id} stream ${s.version} (${s.dim}-d) but this build gives ${want} (${identity.dim}-d)`);
+    }
+  }
+}
+
+/** The keypoint stream opened here is the one the head was trained on (version, dimension, input side), else FW_ERR_MODEL_MISMATCH. */
+export function checkKeypointStream(spec: StreamSpec, stream: Pick<FrameStream, 'version' | 'dim' | 'inputSize'>): void {
+  if (stream.version !== spec.version || stream.dim !== spec.dim || (spec.inputSize !== undefined && stream.inputSize !== spec.inputSize)) {
+    throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the head was trained on the ${spec.id} stream ${spec.version} (${spec.dim}-d) but this build gives ${stream.version} (${stream.dim}-d, ${stream.inputSize}² input)`);
+  }
 }

@@ -25,8 +25,9 @@ export const isBackboneStream = (id: StreamId): id is 'rgb' | 'motion' => id ===
 /**
  * The default stream set of `train` and `cv`: `motion`, the best set on the validation folds of
  * both real datasets (surv_fight 70.7 % against 64.9 % for rgb; egogestar_dev 84.5 % against
- * 76.7 %; 3 seeds each, docs/training.md). The queue's trainings keep rgb (the queue workers
- * compute rgb only).
+ * 76.7 %; 3 seeds each, docs/training.md). Queue trainings use it too (`POST /v1/trainings`
+ * without `streams`): every path that labels (`label`, `eval`, `--windows`, the queue's workers)
+ * computes exactly the streams a model reads.
  */
 export const DEFAULT_STREAMS: readonly StreamId[] = ['motion'];
 

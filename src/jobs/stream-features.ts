@@ -92,9 +92,3 @@ export async function createHeadStreamExtractor(rt: RuntimeOptions, head: Pick<T
   }
   return sx;
 }
-
-/** Paths that compute rgb only (the queue workers, --windows) refuse a head over other streams with a documented error. */
-export function requireRgbOnly(head: Pick<TemporalHead, 'streams'>, where: string): void {
-  const ids = head.streams.map((s) => s.id);
-  if (!isRgbOnly(ids)) throw new FramewiseError('FW_ERR_MODEL_STREAMS_UNSUPPORTED', `this model reads the streams ${ids.join(',')}; ${where} computes rgb only: label it inline (framewise label, without --windows)`);
-}

@@ -16,20 +16,32 @@
  * keeping them would hold all their embeddings until the write (memory no longer flat) and fill
  * the store with hundreds of MB per hour of video.
  *
+ * Streams: a head over several per-frame streams (rgb, motion, pose, hands) is served the same
+ * way: the pass (`windows-pass.ts`) decodes every output the streams need in its one decode and
+ * embeds each stream; each stream's embeddings are stored under its own key (a second run finds
+ * them all, or runs the pass again). The windows hold the head's raw steps (each stream's vector,
+ * a keypoint stream's presence value after it).
+ *
  * `scoreWindows` runs it all in one process (inline `label --windows`). Its parts serve queue
- * mode (`queue/window-stages.ts`): `runWindowsPass` (decode + backbone, the embed worker) and
- * `scoreStoredWindows` (stored embeddings → the head, the classify worker).
+ * mode (`queue/window-stages.ts`): `runWindowsPass` (decode + the streams' models, the embed
+ * worker) and `scoreStoredWindows` (stored embeddings → the head, the classify worker).
  */
 import { performance } from 'node:perf_hooks';
 import { FramewiseError } from '../errors/index.js';
 import { contentHash, FeatureStore, type FeatureKey, type FeatureSequence, type VideoSummary } from '../features/feature-store.js';
-import { probe, streamFrames, TRUNCATION_COVERAGE, type MediaTools, type VideoInfo } from '../media/ffmpeg.js';
-import { planWindows, samplingKey, windowGrid, type FrameGeometry, type WindowSpan, type WindowsPolicy } from '../media/sampling.js';
+import { checkBackboneStreams, streamFeatureKey, streamSpecs } from '../features/stream-keys.js';
+import { openFrameStream, type FrameStream, type FrameStreamOpener, type KeypointStreamId } from '../features/streams.js';
+import { probe, type MediaTools } from '../media/ffmpeg.js';
+import { planWindows, windowGrid, type FrameGeometry, type WindowSpan, type WindowsPolicy } from '../media/sampling.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { HeadMetadata, SequenceExample, TemporalHead } from '../ml/head.js';
 import { backboneIdentity } from '../ml/backbone-specs.js';
+import { combineBlocks, layoutRawDim, type StreamLayout } from '../ml/stream-layout.js';
 import { openBackbone, type RuntimeOptions } from './runtime.js';
+import { DEFAULT_WINDOWS_OPTIONS, runWindowsPass, type WindowsProgress } from './windows-pass.js';
+
+export { DEFAULT_WINDOWS_OPTIONS, runWindowsPass, type PassModels, type WindowsPass, type WindowsPassOptions, type WindowsProgress } from './windows-pass.js';
 
 /** What the windows stage needs (the same parts an `Extractor` is made of). */
 export interface WindowsDeps {
@@ -40,6 +52,8 @@ export interface WindowsDeps {
   identity: BackboneIdentity;
   /** The backbone, opened on first use (not on a feature-store hit). Not disposed here. */
   backbone: () => Promise<Backbone>;
+  /** The keypoint streams' models (pose, hands), opened on first use. Not disposed here. @defaultValue none */
+  keypointStream?: ((id: KeypointStreamId) => Promise<FrameStream>) | undefined;
 }
 
 export interface WindowsOptions {
@@ -54,15 +68,6 @@ export interface WindowsOptions {
   signal?: AbortSignal;
   /** Called after each embed batch and at the end (for progress bars and job progress). */
   onProgress?: (p: WindowsProgress) => void;
-}
-
-export interface WindowsProgress {
-  /** Seconds of video decoded and embedded so far. */
-  doneSec: number;
-  /** Declared duration (0 when unknown). */
-  durationSec: number;
-  frames: number;
-  windows: number;
 }
 
 /** One window's class probabilities (in the head's label order). */
@@ -87,8 +92,6 @@ export interface WindowsOutcome {
   backbone: BackboneInfo | undefined;
   timings: { totalMs: number; embedMs: number; classifyMs: number };
 }
-
-export const DEFAULT_WINDOWS_OPTIONS = Object.freeze({ embedBatch: 32, classifyBatch: 32, maxStoredFrames: 4096 });
 
 /** A window whose frames are all in: its embeddings, ready for the head. */
 export interface FormedWindow {
@@ -196,27 +199,27 @@ export class WindowFormer {
   }
 }
 
-/** The feature-store key of a windows pass over a file with this content hash. */
+/** The feature-store key of a windows pass's rgb embeddings over a file with this content hash (every stream: `windowsStreamKeys`). */
 export function windowsFeatureKey(hash: string, identity: BackboneIdentity, policy: WindowsPolicy, geometry: FrameGeometry): FeatureKey {
-  return { contentHash: hash, backboneId: identity.id, backboneVersion: identity.version, featureKind: identity.featureKind, sampling: samplingKey(policy, geometry) };
+  return streamFeatureKey(hash, identity, policy, geometry, { id: 'rgb', version: '' });
 }
 
-const videoSummary = (info: VideoInfo): VideoSummary => ({ durationSec: info.durationSec, width: info.width, height: info.height, fps: info.fps });
+/** The feature-store keys of a windows pass over a file, one per stream of the head's layout (rgb: `windowsFeatureKey`). */
+export function windowsStreamKeys(hash: string, identity: BackboneIdentity, policy: WindowsPolicy, geometry: FrameGeometry, layout: StreamLayout): FeatureKey[] {
+  return streamSpecs(layout).map((s) => streamFeatureKey(hash, identity, policy, geometry, s));
+}
 
-/**
- * Check that a head can score windows of this policy: a `uniform:N` head with N = the policy's
- * frames per window, on `dim`-d features.
- */
-export function checkWindowsHead(meta: HeadMetadata, policy: WindowsPolicy, dim: number): void {
+/** Check that a head can score windows of this policy: a `uniform:N` head with N = the policy's frames per window. */
+export function checkWindowsHead(meta: HeadMetadata, policy: WindowsPolicy): void {
   if (meta.sampling.policy.kind !== 'uniform' || meta.sampling.policy.frames !== policy.frames) {
     throw new FramewiseError('FW_ERR_CONFIG_INVALID', `windows need a head trained with uniform:N sampling and N = ${policy.frames} frames per window (this head: ${meta.sampling.policy.kind})`);
   }
-  if (meta.backbone.dim !== dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the head expects ${meta.backbone.dim}-d features, the backbone gives ${dim}-d`);
 }
 
 /**
- * Windows formed from embedded frames as they arrive (`WindowFormer`) and classified by the head
- * in batches of `classifyBatch`: what is pending is at most one batch of windows.
+ * Windows formed from embedded frames as they arrive (`WindowFormer`, over the head's raw steps:
+ * `dim` = the layout's raw width) and classified by the head in batches of `classifyBatch`: what
+ * is pending is at most one batch of windows.
  */
 class WindowScorer {
   readonly windows: WindowScore[] = [];
@@ -260,154 +263,63 @@ class WindowScorer {
 }
 
 /**
- * Score the windows of a stored pass (a feature-store hit): no decode, no backbone. The frames go
- * to the head one at a time, so what is held besides the stored sequence is one classify batch.
+ * Score the windows of a stored pass (a feature-store hit: one sequence per stream of the head, in
+ * its order): no decode, no model but the head. The frames go to the head one at a time, so what
+ * is held besides the stored sequences is one classify batch.
  */
-export async function scoreStoredWindows(seq: FeatureSequence, head: TemporalHead, policy: WindowsPolicy, options: Pick<WindowsOptions, 'classifyBatch' | 'onProgress'> = {}): Promise<WindowsOutcome> {
+export async function scoreStoredWindows(seqs: readonly FeatureSequence[], head: TemporalHead, policy: WindowsPolicy, options: Pick<WindowsOptions, 'classifyBatch' | 'onProgress'> = {}): Promise<WindowsOutcome> {
   const t0 = performance.now();
-  checkWindowsHead(head.metadata, policy, seq.dim);
-  const scorer = new WindowScorer(head, policy, seq.video.durationSec, seq.dim, Math.max(1, options.classifyBatch ?? DEFAULT_WINDOWS_OPTIONS.classifyBatch));
-  for (let i = 0; i < seq.count; i++) await scorer.add([seq.times[i] as number], seq.data.subarray(i * seq.dim, (i + 1) * seq.dim), 1);
+  checkWindowsHead(head.metadata, policy);
+  const layout = head.streams;
+  if (seqs.length !== layout.length || seqs.some((s, i) => s.dim !== layout[i]?.dim)) {
+    throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the stored pass has ${seqs.map((s) => `${s.dim}-d`).join(', ')} features; the head reads ${layout.map((l) => `${l.id} ${l.dim}-d`).join(', ')}`);
+  }
+  const first = seqs[0] as FeatureSequence;
+  const count = Math.min(...seqs.map((s) => s.count));
+  const scorer = new WindowScorer(head, policy, first.video.durationSec, layoutRawDim(layout), Math.max(1, options.classifyBatch ?? DEFAULT_WINDOWS_OPTIONS.classifyBatch));
+  for (let i = 0; i < count; i++) {
+    const blocks = seqs.map((s) => ({ data: s.data.subarray(i * s.dim, (i + 1) * s.dim), present: s.present?.subarray(i, i + 1) }));
+    await scorer.add([first.times[i] as number], combineBlocks(blocks, layout, 1), 1);
+  }
   await scorer.finish();
-  options.onProgress?.({ doneSec: seq.video.durationSec, durationSec: seq.video.durationSec, frames: seq.count, windows: scorer.windows.length });
-  return { windows: scorer.windows, video: seq.video, frames: seq.count, cached: true, stored: false, backbone: undefined, timings: { totalMs: performance.now() - t0, embedMs: 0, classifyMs: scorer.classifyMs } };
-}
-
-/** A windows pass: one sequential decode at the grid rate, each frame embedded once. */
-export interface WindowsPassOptions extends Pick<WindowsOptions, 'policy' | 'geometry' | 'embedBatch' | 'maxStoredFrames' | 'signal' | 'onProgress'> {
-  /** Where the pass's embeddings are stored (when it has at most `maxStoredFrames` frames); undefined: not stored. */
-  key: FeatureKey | undefined;
-  /** Called with each embedded batch (in time order) before the next batch is taken. */
-  onEmbedded?: (times: readonly number[], embeddings: Float32Array, count: number) => Promise<void>;
-}
-
-export interface WindowsPass {
-  video: VideoSummary;
-  frames: number;
-  /** Time of the last decoded frame. */
-  lastTime: number;
-  stored: boolean;
-  backbone: BackboneInfo;
-  embedMs: number;
+  options.onProgress?.({ doneSec: first.video.durationSec, durationSec: first.video.durationSec, frames: count, windows: scorer.windows.length });
+  return { windows: scorer.windows, video: first.video, frames: count, cached: true, stored: false, backbone: undefined, timings: { totalMs: performance.now() - t0, embedMs: 0, classifyMs: scorer.classifyMs } };
 }
 
 /**
- * Decode a video at the windows' grid rate in one sequential ffmpeg pass and embed its frames in
- * batches as they arrive (two frame buffers: one embedding while the next fills). Each batch goes
- * to `onEmbedded`; the embeddings are stored in `store` under `key` when the pass has at most
- * `maxStoredFrames` frames (kept until then, let go as soon as it is longer). Progress reports
- * `windows: 0` (the caller knows its windows). A video that stops well before its declared end is
- * FW_ERR_MEDIA_TRUNCATED.
- */
-export async function runWindowsPass(info: VideoInfo, backbone: Backbone, store: FeatureStore | undefined, tools: MediaTools, options: WindowsPassOptions): Promise<WindowsPass> {
-  const { policy, geometry, signal, key } = options;
-  const embedBatch = Math.max(1, options.embedBatch ?? DEFAULT_WINDOWS_OPTIONS.embedBatch);
-  const maxStored = Math.max(0, options.maxStoredFrames ?? DEFAULT_WINDOWS_OPTIONS.maxStoredFrames);
-  const dim = backbone.info.dim;
-  const abort = (): void => {
-    if (signal?.aborted) throw signal.reason ?? new Error('aborted');
-  };
-  const frameBytes = geometry.size * geometry.size * 3;
-  // two frame buffers: one being embedded while the next fills from the decoder
-  const buffers = [new Uint8Array(embedBatch * frameBytes), new Uint8Array(embedBatch * frameBytes)];
-  let fill = 0;
-  let which = 0;
-  let times: number[] = [];
-  let inFlight: Promise<void> | undefined;
-  let frames = 0;
-  let lastTime = 0;
-  let embedMs = 0;
-  // embeddings kept for the feature store while the pass is small enough
-  let keep: { times: number[]; rows: Float32Array[] } | undefined = key && store && maxStored > 0 ? { times: [], rows: [] } : undefined;
-  let keptFrames = 0;
-
-  const embedBuffered = (buf: Uint8Array, count: number, ts: number[]): Promise<void> => {
-    const e0 = performance.now();
-    return backbone.embed(buf.subarray(0, count * frameBytes), count).then(async (emb) => {
-      embedMs += performance.now() - e0;
-      if (keep) {
-        if (keptFrames + count <= maxStored) {
-          keep.rows.push(emb);
-          keep.times.push(...ts);
-          keptFrames += count;
-        } else keep = undefined; // too long to store: let go of what was kept
-      }
-      frames += count;
-      await options.onEmbedded?.(ts, emb, count);
-      options.onProgress?.({ doneSec: lastTime, durationSec: info.durationSec, frames, windows: 0 });
-    });
-  };
-
-  for await (const f of streamFrames(info, policy, geometry, { tools, ...(signal ? { signal } : {}) })) {
-    (buffers[which] as Uint8Array).set(f.data, fill * frameBytes);
-    times.push(f.time);
-    lastTime = f.time;
-    fill++;
-    if (fill === embedBatch) {
-      if (inFlight) await inFlight;
-      abort();
-      inFlight = embedBuffered(buffers[which] as Uint8Array, fill, times);
-      inFlight.catch(() => undefined); // awaited (and rethrown) before the next batch or after the pass
-      which = 1 - which;
-      fill = 0;
-      times = [];
-    }
-  }
-  if (inFlight) await inFlight;
-  abort();
-  if (fill > 0) await embedBuffered(buffers[which] as Uint8Array, fill, times);
-
-  const { interval } = windowGrid(policy);
-  if (info.durationSec > 0 && lastTime + 2 * interval < info.durationSec * TRUNCATION_COVERAGE) {
-    throw new FramewiseError('FW_ERR_MEDIA_TRUNCATED', `the video stops at ${lastTime.toFixed(2)} s of its declared ${info.durationSec.toFixed(2)} s (truncated file): ${info.path}`, {
-      details: { decodedSec: lastTime, durationSec: info.durationSec },
-    });
-  }
-
-  let stored = false;
-  if (keep && key && store && keptFrames > 0) {
-    const data = new Float32Array(keptFrames * dim);
-    let at = 0;
-    for (const r of keep.rows) {
-      data.set(r.subarray(0, Math.min(r.length, data.length - at)), at);
-      at += r.length;
-    }
-    const seq: FeatureSequence = { key, count: keptFrames, dim, times: keep.times, data, video: videoSummary(info) };
-    await store.put(seq);
-    stored = true;
-  }
-  return { video: videoSummary(info), frames, lastTime, stored, backbone: backbone.info, embedMs };
-}
-
-/**
- * Score every window of a video with the head: one decode pass, batched embeds, batched head
- * calls, memory flat with the video's length. The head must be a `uniform:N` head with N = the
- * policy's frames (checked), and its backbone `deps.identity` (the caller checks compatibility).
+ * Score every window of a video with the head: one decode pass, batched embeds of every stream the
+ * head reads, batched head calls, memory flat with the video's length. The head must be a
+ * `uniform:N` head with N = the policy's frames (checked), and its backbone `deps.identity` (the
+ * caller checks compatibility; the streams' models are checked when the pass opens them).
  */
 export async function scoreWindows(path: string, head: TemporalHead, deps: WindowsDeps, options: WindowsOptions): Promise<WindowsOutcome> {
   const t0 = performance.now();
   const { policy, geometry } = options;
   const classifyBatch = Math.max(1, options.classifyBatch ?? DEFAULT_WINDOWS_OPTIONS.classifyBatch);
-  const dim = deps.identity.dim;
-  checkWindowsHead(head.metadata, policy, dim);
+  checkWindowsHead(head.metadata, policy);
+  const streams = streamSpecs(head.streams);
+  checkBackboneStreams(streams, deps.identity);
 
   // the probe runs while the (long) video is hashed; on a store hit its result is dropped
   const probing = probe(path, deps.tools);
   probing.catch(() => undefined);
-  const key = deps.store ? windowsFeatureKey(await contentHash(path), deps.identity, policy, geometry) : undefined;
-  const hit = key && deps.store ? await deps.store.get(key) : undefined;
-  // the same windows from the stored embeddings: no decode, no backbone
-  if (hit) return scoreStoredWindows(hit, head, policy, options);
+  const keys = deps.store ? windowsStreamKeys(await contentHash(path), deps.identity, policy, geometry, head.streams) : undefined;
+  const hits = keys && deps.store ? await Promise.all(keys.map((k) => (deps.store as FeatureStore).get(k))) : undefined;
+  // the same windows from the stored embeddings of every stream: no decode, no model but the head
+  if (hits && hits.every((h) => h !== undefined)) return scoreStoredWindows(hits as FeatureSequence[], head, policy, options);
 
   const info = await probing;
-  const backbone = await deps.backbone();
-  if (backbone.info.dim !== dim) throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `backbone gives ${backbone.info.dim}-d features, expected ${dim}-d`);
-  const scorer = new WindowScorer(head, policy, info.durationSec, dim, classifyBatch);
+  const scorer = new WindowScorer(head, policy, info.durationSec, layoutRawDim(head.streams), classifyBatch);
   const onProgress = options.onProgress;
-  const pass = await runWindowsPass(info, backbone, deps.store, deps.tools, {
-    ...options,
-    key,
-    onEmbedded: (times, emb, count) => scorer.add(times, emb, count),
+  const pass = await runWindowsPass(info, deps, deps.store, deps.tools, {
+    policy,
+    geometry,
+    streams,
+    keys,
+    ...(options.embedBatch !== undefined ? { embedBatch: options.embedBatch } : {}),
+    ...(options.maxStoredFrames !== undefined ? { maxStoredFrames: options.maxStoredFrames } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    onEmbedded: (times, rows, count) => scorer.add(times, rows, count),
     ...(onProgress ? { onProgress: (p: WindowsProgress) => onProgress({ ...p, windows: scorer.windows.length }) } : {}),
   });
   await scorer.finish();
@@ -425,10 +337,10 @@ export async function scoreWindows(path: string, head: TemporalHead, deps: Windo
 
 /**
  * Windows dependencies from the runtime options (as `createExtractor` builds an Extractor): the
- * feature store in `rt.cacheDir`, the backbone's identity, and the backbone opened on first use.
- * `dispose` releases the backbone if it was opened.
+ * feature store in `rt.cacheDir`, the backbone's identity, and the backbone and the keypoint
+ * streams (`opener`, default their loaders) opened on first use. `dispose` releases what was opened.
  */
-export async function createWindowsDeps(rt: RuntimeOptions, opts: { store?: boolean } = {}): Promise<WindowsDeps & { dispose: () => Promise<void>; loaded: () => BackboneInfo | undefined }> {
+export async function createWindowsDeps(rt: RuntimeOptions, opts: { store?: boolean; opener?: FrameStreamOpener } = {}): Promise<WindowsDeps & { dispose: () => Promise<void>; loaded: () => BackboneInfo | undefined }> {
   const identity = await backboneIdentity(rt.backbone, rt.featureKind, rt.modelUrl);
   let opened: Promise<Backbone> | undefined;
   let info: BackboneInfo | undefined;
@@ -439,16 +351,31 @@ export async function createWindowsDeps(rt: RuntimeOptions, opts: { store?: bool
     }
     return opened;
   };
+  const keypoints = new Map<KeypointStreamId, Promise<FrameStream>>();
+  const opener = opts.opener ?? openFrameStream;
+  const keypointStream = (id: KeypointStreamId): Promise<FrameStream> => {
+    let k = keypoints.get(id);
+    if (!k) {
+      k = opener(id, { cacheDir: rt.cacheDir, threads: rt.threads, ...(rt.engine === 'onnx' || rt.engine === 'tfjs' ? { engine: rt.engine } : {}) });
+      k.catch(() => keypoints.delete(id));
+      keypoints.set(id, k);
+    }
+    return k;
+  };
   return {
     tools: rt.tools,
     store: opts.store === false ? undefined : new FeatureStore(rt.cacheDir),
     identity,
     backbone,
+    keypointStream,
     loaded: () => info,
     dispose: async () => {
       const b = opened;
       opened = undefined;
       if (b) await (await b).dispose().catch(() => undefined);
+      const ks = [...keypoints.values()];
+      keypoints.clear();
+      for (const k of ks) await (await k.catch(() => undefined))?.dispose().catch(() => undefined);
     },
   };
 }

@@ -25,7 +25,7 @@ export interface StreamLayoutEntry {
 export type StreamLayout = StreamLayoutEntry[];
 
 /** Values per raw step. */
-export const layoutRawDim = (layout: StreamLayout): number => layout.reduce((n, s) => n + s.dim + (s.masked ? 1 : 0), 0);
+export const layoutRawDim = (layout: readonly StreamLayoutEntry[]): number => layout.reduce((n, s) => n + s.dim + (s.masked ? 1 : 0), 0);
 
 /** The temporal-difference mode of a stream's block for a head option. */
 export const streamDiff = (id: StreamId, headDiff: TemporalDiff): TemporalDiff => (isKeypointStream(id) ? 'append' : headDiff);
@@ -70,6 +70,28 @@ export function combineSequences(seqs: readonly FeatureSequence[], layout: Strea
     });
   }
   return { data, count };
+}
+
+/**
+ * Raw steps from each stream's block of `count` frames (in layout order; a keypoint stream's
+ * `present` gives its presence values, 1 where absent): what `combineSequences` makes of whole
+ * sequences, for frames that arrive a batch at a time (windows). A single unmasked stream is its
+ * own raw step (returned as it is).
+ */
+export function combineBlocks(blocks: ReadonlyArray<{ data: Float32Array; present?: Uint8Array | undefined }>, layout: readonly StreamLayoutEntry[], count: number): Float32Array {
+  if (layout.length === 1 && !(layout[0] as StreamLayoutEntry).masked) return (blocks[0] as { data: Float32Array }).data.subarray(0, count * (layout[0] as StreamLayoutEntry).dim);
+  const raw = layoutRawDim(layout);
+  const data = new Float32Array(count * raw);
+  for (let t = 0; t < count; t++) {
+    let o = t * raw;
+    layout.forEach((s, i) => {
+      const b = blocks[i] as { data: Float32Array; present?: Uint8Array | undefined };
+      data.set(b.data.subarray(t * s.dim, (t + 1) * s.dim), o);
+      o += s.dim;
+      if (s.masked) data[o++] = b.present ? (b.present[t] as number) : 1;
+    });
+  }
+  return data;
 }
 
 /** The head's input of one raw example: each stream's block transformed (see the file header). */

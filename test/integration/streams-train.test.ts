@@ -3,7 +3,7 @@
  * fused rgb+motion head (features of each stream stored once), label and evaluate with exactly
  * the model's streams, `--streams auto` records every candidate; a keypoint stream (a test double
  * of the FrameStream contract until the real models are merged) with frames where nothing is
- * seen trains and labels (masked); paths that compute rgb only refuse a fused model.
+ * seen trains and labels (masked); `label --windows` computes a fused model's streams too.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -87,10 +87,12 @@ describe('streams in training and labelling', () => {
     expect(ev.report.n).toBe(items.length);
     expect(ev.report.streams).toEqual(['rgb', 'motion']);
 
-    // paths that compute rgb only refuse it with a documented error
+    // windowed labelling computes both streams too, in one decode pass
     const win = await cli(['label', first, '--model', out, '--windows', '1']);
-    expect(win.code).not.toBe(0);
-    expect(win.err).toContain('FW_ERR_MODEL_STREAMS_UNSUPPORTED');
+    expect(win.code, win.err).toBe(0);
+    const windowed = JSON.parse(win.out.trim()) as { ok: boolean; windows: Array<{ scores: number[] }> };
+    expect(windowed.ok).toBe(true);
+    expect(windowed.windows.length).toBeGreaterThan(0);
   }, 600_000);
 
   it('--streams auto tries the candidate sets on validation splits and records each score and cost', async () => {

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FramewiseError, toStorageError } from '../../errors/index.js';
+import { KEYPOINT_INPUT_SIZES } from '../../ml/streams/frame-stream.js';
 
 export interface ArtifactStore {
   /** Store bytes under `key`, replacing what was there (atomically: readers see old or new, never half). */
@@ -31,8 +32,20 @@ export function validateArtifactKey(key: string): string {
   return key;
 }
 
-/** Decoded frames of a clip: one artifact per flow. */
+/** Decoded frames of a clip: one artifact per flow (a clip over several streams: its rgb output). */
 export const framesArtifactKey = (clipId: string): string => validateArtifactKey(`frames/${clipId}.rgb`);
+
+/** One decoded output of a clip over several streams: rgb (`framesArtifactKey`), motion, or letterboxed squares of a side. */
+export function streamArtifactKey(clipId: string, output: 'rgb' | 'motion' | 'letterbox', size: number): string {
+  if (output === 'rgb') return framesArtifactKey(clipId);
+  return validateArtifactKey(`frames/${clipId}.${output === 'motion' ? 'motion' : `letterbox${size}`}.rgb`);
+}
+
+/** Every artifact a clip's decode may leave: removed once embedded, and when the clip fails or is cancelled. */
+export function clipArtifactKeys(clipId: string): string[] {
+  const sides = [...new Set(Object.values(KEYPOINT_INPUT_SIZES))];
+  return [framesArtifactKey(clipId), streamArtifactKey(clipId, 'motion', 0), ...sides.map((s) => streamArtifactKey(clipId, 'letterbox', s))];
+}
 
 export class LocalArtifactStore implements ArtifactStore {
   constructor(readonly root: string) {}

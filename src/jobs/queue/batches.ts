@@ -169,7 +169,7 @@ export async function createBatch(rt: QueueRuntime, input: CreateBatchInput): Pr
   const batchId = newBatchId();
   const k = rt.keys;
   const windows = input.windows;
-  const modelKey = clipJobId({ contentHash: 'labelled-index', model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows }).slice(5);
+  const modelKey = clipJobId({ contentHash: 'labelled-index', model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows, streams: model.streams }).slice(5);
   await withQueue(async () => {
     await rt.redis.hset(k.batch(batchId), {
       id: batchId,
@@ -196,7 +196,7 @@ export async function createBatch(rt: QueueRuntime, input: CreateBatchInput): Pr
         }
       }
       const contentHash = await hashFile(real);
-      const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows });
+      const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows, streams: model.streams });
       if (input.mode === 'missing' && (await rt.queues[QueueName.Classify].getJobState(clipId)) === 'completed') {
         await rt.redis.hset(k.labelled(modelKey), indexField, clipId);
         skipped++;

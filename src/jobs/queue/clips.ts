@@ -10,7 +10,8 @@ import { contentHash as hashFile } from '../../features/feature-store.js';
 import { formatSampling, parseWindows } from '../../media/sampling.js';
 import { validateThreshold } from '../segments.js';
 import { segmentationFor, type LabelFailure, type LabelResult, type LabelSuccess } from '../label.js';
-import { framesArtifactKey } from './artifact-store.js';
+import { isRgbLayout } from '../../features/stream-keys.js';
+import { clipArtifactKeys } from './artifact-store.js';
 // batches.ts imports this module too; neither uses the other at load time
 import { noteBatchProgress } from './batches.js';
 import { clipJobId, isClipId, stageJobIds } from './idempotency.js';
@@ -173,7 +174,7 @@ export async function submitClip(rt: QueueRuntime, input: SubmitClipInput): Prom
   const contentHash = input.contentHash ?? (await hashFile(input.path).catch((err: unknown) => {
     throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `cannot read ${input.source}`, { cause: err });
   }));
-  const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows: input.windows });
+  const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows: input.windows, streams: model.streams });
   return withQueue(async () => {
     if (input.webhook) await rt.redis.sadd(rt.keys.clipWebhooks(clipId), input.webhook);
     const existing = await Job.fromId(rt.queues[QueueName.Classify], clipId);
@@ -195,6 +196,8 @@ export async function submitClip(rt: QueueRuntime, input: SubmitClipInput): Prom
       sampling: model.sampling,
       ...(input.batchId ? { batchId: input.batchId } : {}),
       ...(input.windows ? { windows: input.windows } : {}),
+      // the stages compute exactly the model's streams (absent: rgb alone)
+      ...(isRgbLayout(model.streams) ? {} : { streams: model.streams }),
     };
     await rt.flow.add(buildClipFlow(rt, clip, { ...model.model, dir: model.dir }, topK, input.priority ?? 'interactive'));
     return { jobId: clipId, created: true };
@@ -316,7 +319,7 @@ export async function cancelClip(rt: QueueRuntime, clipId: string): Promise<Clip
     await rt.redis.set(rt.keys.cancelled(clipId), JSON.stringify(record), 'EX', CANCEL_TTL_S);
     // removes the root and its children unless a worker holds one of them (then it fails at its next check)
     const removed = await rt.queues[QueueName.Classify].remove(clipId, { removeChildren: true }).catch(() => 0);
-    if (removed === 1) await rt.artifacts.delete(framesArtifactKey(clipId)); // decoded frames nobody will embed
+    if (removed === 1) for (const key of clipArtifactKeys(clipId)) await rt.artifacts.delete(key); // decoded frames nobody will embed
   });
   const after = await clipStatus(rt, clipId);
   await noteClipFinished(rt, clipId);

@@ -1,10 +1,12 @@
 /**
  * Idempotency: a clip's job id is derived from what determines its result — the content hash of
  * the bytes, the head (id + version), the backbone (id, weights version, feature kind), the
- * sampling, top-k and, for windowed clips, the windows and threshold — so the same bytes submitted
- * twice map to the same job and one result.
+ * sampling, top-k, the model's per-frame streams when it reads more than rgb (each with its model
+ * version) and, for windowed clips, the windows and threshold — so the same bytes submitted twice
+ * map to the same job and one result, and models that read other streams never share one.
  */
 import { createHash } from 'node:crypto';
+import { backboneStreamVersion, isRgbLayout, streamFeatureKey, type StreamSpec } from '../../features/stream-keys.js';
 import { formatWindows, samplingKey } from '../../media/sampling.js';
 import { windowsFeatureKey } from '../windows.js';
 import type { ClipRef, ClipWindows } from './payloads.js';
@@ -17,6 +19,8 @@ export interface ClipIdentity {
   sampling: ClipRef['sampling'];
   topK: number;
   windows?: ClipWindows | undefined;
+  /** The model's streams (rgb alone, or absent, leaves the id as it was before streams). */
+  streams?: ReadonlyArray<Pick<StreamSpec, 'id' | 'version'>> | undefined;
 }
 
 const CLIP_ID = /^clip-[0-9a-f]{32}$/;
@@ -39,6 +43,8 @@ export function clipJobId(c: ClipIdentity): string {
     // added later: present only when given, so earlier windowed job ids stay the same
     ...(c.windows?.hysteresis !== undefined ? [`hysteresis=${c.windows.hysteresis}`] : []),
     ...(c.windows?.minSegmentSec !== undefined ? [`minSegment=${c.windows.minSegmentSec}`] : []),
+    // a model over other streams: its streams and their versions (rgb-only ids stay what they were)
+    ...(c.streams && !isRgbLayout(c.streams) ? [`streams=${c.streams.map((s) => `${s.id}@${s.version}`).join(',')}`] : []),
   ];
   return `clip-${createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 32)}`;
 }
@@ -71,4 +77,21 @@ export function featureKeyOf(clip: Pick<ClipRef, 'contentHash' | 'backbone' | 's
 /** The feature-store key of a windowed clip's pass (the same key `label --windows` uses for these bytes). */
 export function windowsKeyOf(clip: Pick<ClipRef, 'contentHash' | 'backbone' | 'sampling'> & { windows: ClipWindows }): FeatureKey {
   return windowsFeatureKey(clip.contentHash, clip.backbone, clip.windows.policy, { size: clip.sampling.size, crop: clip.sampling.crop });
+}
+
+/** The streams a clip's model reads: its recorded ones, or rgb alone (the backbone's features). */
+export function clipStreams(clip: Pick<ClipRef, 'backbone' | 'streams'>): StreamSpec[] {
+  return clip.streams ?? [{ id: 'rgb', version: backboneStreamVersion(clip.backbone), dim: clip.backbone.dim, masked: false }];
+}
+
+/** The feature-store keys of every stream of a clip (the keys inline `label` uses for these bytes). */
+export function streamKeysOf(clip: Pick<ClipRef, 'contentHash' | 'backbone' | 'sampling' | 'streams'>): FeatureKey[] {
+  const geometry = { size: clip.sampling.size, crop: clip.sampling.crop };
+  return clipStreams(clip).map((s) => streamFeatureKey(clip.contentHash, clip.backbone, clip.sampling.policy, geometry, s));
+}
+
+/** The feature-store keys of a windowed clip's pass, one per stream (the keys `label --windows` uses for these bytes). */
+export function windowsKeysOf(clip: Pick<ClipRef, 'contentHash' | 'backbone' | 'sampling' | 'streams'> & { windows: ClipWindows }): FeatureKey[] {
+  const geometry = { size: clip.sampling.size, crop: clip.sampling.crop };
+  return clipStreams(clip).map((s) => streamFeatureKey(clip.contentHash, clip.backbone, clip.windows.policy, geometry, s));
 }

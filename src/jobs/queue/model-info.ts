@@ -8,6 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../../config/index.js';
 import { FramewiseError } from '../../errors/index.js';
+import { streamSpecs, type StreamSpec } from '../../features/stream-keys.js';
 import { backboneIdentity, type BackboneIdentity } from '../../ml/backbone-specs.js';
 import type { BackboneId } from '../../ml/backbone.js';
 import { resolveModel } from '../../ml/registry.js';
@@ -20,6 +21,8 @@ export interface ModelInfo {
   model: { id: string; version: string };
   backbone: BackboneIdentity;
   sampling: ClipRef['sampling'];
+  /** The per-frame streams the model reads (its recorded layout; rgb alone when it records none). */
+  streams: StreamSpec[];
 }
 
 const cache = new Map<string, { mtimeMs: number; info: ModelInfo }>();
@@ -48,6 +51,7 @@ export async function readModelInfo(config: Config, dir = config.modelDir): Prom
     model: { id: metadata.id, version: metadata.version },
     backbone,
     sampling: { policy: metadata.sampling.policy, size: metadata.sampling.size, crop: metadata.sampling.crop },
+    streams: streamSpecs(metadata.streams ?? [{ id: 'rgb', version: `${metadata.backbone.id}@${metadata.backbone.version}:${metadata.backbone.featureKind}`, dim: metadata.backbone.dim, masked: false }]),
   };
   cache.set(dir, { mtimeMs, info });
   return info;

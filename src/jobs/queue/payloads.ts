@@ -7,7 +7,10 @@ import type { BackboneIdentity } from '../../ml/backbone-specs.js';
 import type { BackboneInfo, FeatureKind } from '../../ml/backbone.js';
 import type { HeadOptions, TrainOptions } from '../../ml/head.js';
 import type { VideoSummary } from '../../features/feature-store.js';
+import type { StreamSpec } from '../../features/stream-keys.js';
+import type { StreamId } from '../../features/streams.js';
 import type { VideoInfo } from '../../media/ffmpeg.js';
+import type { ContentBox } from '../../media/multi-decode.js';
 import type { CropMode, SamplingPolicy, WindowsPolicy } from '../../media/sampling.js';
 import type { LabelResult, LabelSuccess, WindowResult } from '../label.js';
 import { JobName } from './names.js';
@@ -28,6 +31,12 @@ export interface ClipRef {
   batchId?: string | undefined;
   /** Label window by window ("which action, when", as `label --windows`); absent: one clip-level label. */
   windows?: ClipWindows | undefined;
+  /**
+   * The model's per-frame streams (its recorded layout, with each keypoint stream's input side)
+   * when it reads more than the backbone's rgb features; absent: rgb alone. Every stage computes
+   * or reads exactly these.
+   */
+  streams?: StreamSpec[] | undefined;
 }
 
 /** How a windowed clip is labelled: the windows (their frames per window are the head's uniform:N) and the unknown threshold. */
@@ -94,6 +103,8 @@ export interface TrainingRequestOptions {
   baseline?: boolean;
   /** Augmented copies of the training rows: `{jitter: K, flip: true}`. */
   augment?: { jitter?: number; flip?: boolean };
+  /** Per-frame streams the head reads (canonical order), or `auto`. @defaultValue the training default, DEFAULT_STREAMS */
+  streams?: StreamId[] | 'auto';
 }
 
 /** Every job framewise puts in a queue, keyed by name. */
@@ -110,6 +121,26 @@ export type JobDataOf<N extends JobName> = Extract<JobItem, { name: N }>['data']
 export type DecodeJobResult =
   | { hit: true; frames: number; decodeMs: number }
   | { hit: false; artifactKey: string; info: VideoInfo; count: number; size: number; times: number[]; decodeMs: number };
+
+/** One decoded output of a clip over several streams, in the artifact store (`streamArtifactKey`). */
+export interface DecodedOutput {
+  /** rgb and motion: the backbone's geometry; letterbox: the keypoint streams' squares. */
+  name: 'rgb' | 'motion' | 'letterbox';
+  /** Side of the square frames. */
+  size: number;
+  artifactKey: string;
+  /** Letterboxed squares: where the picture lies in them. */
+  content?: ContentBox;
+}
+
+/**
+ * The decode stage's return value for a clip over several streams (`stream-stages.ts`): every
+ * stream in the feature store, or the outputs the missing streams need (one decode), each in
+ * the artifact store; `hits` says which streams the store already held.
+ */
+export type StreamsDecodeJobResult =
+  | { streams: true; hit: true; frames: number; decodeMs: number }
+  | { streams: true; hit: false; hits: boolean[]; info: VideoInfo; count: number; times: number[]; outputs: DecodedOutput[]; decodeMs: number };
 
 /**
  * The decode stage's return value for a windowed clip: no frames (the embed stage decodes as it

@@ -216,8 +216,8 @@ export async function runTrainJob(job: Job<TrainJobData, TrainingJobResult>, rt:
         training: o.training ?? {},
         ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
         ...(o.augment ? { augment: o.augment } : {}),
-        // the queue workers compute the rgb stream only: a model trained here must be one they can serve
-        streams: ['rgb'],
+        // the training default (DEFAULT_STREAMS) unless the request names its streams: the queue's workers serve any set
+        ...(o.streams ? { streams: o.streams } : {}),
       },
       {
         signal: abort.signal,

@@ -1,12 +1,14 @@
 /**
  * The worker processes of queue mode. Each start function opens what its stage needs once per
- * process (the embed worker its backbone, warmed; the classify worker its head, warmed) and
- * then carries the plain stage functions of `stages.ts` (`window-stages.ts` for windowed clips)
- * in a BullMQ `Worker`.
+ * process (the embed worker its backbone and keypoint streams, warmed: `embed-models.ts`; the
+ * classify worker its head, warmed) and then carries the plain stage functions of `stages.ts`
+ * (`stream-stages.ts` for a model over more than rgb, `window-stages.ts` for windowed clips) in a
+ * BullMQ `Worker`.
  *
  * - decode: concurrency FRAMEWISE_DECODE_CONCURRENCY (≈ cores; ffmpeg runs in its own processes).
  * - embed: FRAMEWISE_EMBED_CONCURRENCY jobs held at once, feeding ONE backbone through the
- *   batching embedder (model concurrency 1, frames batched across jobs). A windowed clip's pass
+ *   batching embedder (model concurrency 1, frames batched across jobs: rgb and motion frames
+ *   alike), and one model per keypoint stream (pose, hands). A windowed clip's pass
  *   (decode + embed, streaming) holds one of them; one too long for the feature store also loads
  *   the job's head for the time of the pass.
  * - classify: concurrency 1.
@@ -23,19 +25,21 @@ import { DelayedError, UnrecoverableError, Worker, type Job, type Processor } fr
 import { loadConfig, type Config } from '../../config/index.js';
 import { getLogger, type Logger } from '../../config/log.js';
 import { FramewiseError, toFramewiseError } from '../../errors/index.js';
-import { createBackbone } from '../../ml/backbone-specs.js';
+import type { Backbone } from '../../ml/backbone.js';
 import { TemporalHead } from '../../ml/head.js';
+import { layoutRawDim } from '../../ml/stream-layout.js';
 import { runtimeFromConfig } from '../runtime.js';
-import { requireRgbOnly } from '../stream-features.js';
-import { framesArtifactKey } from './artifact-store.js';
-import { BatchingBackbone } from './batching-embedder.js';
+import { clipArtifactKeys } from './artifact-store.js';
+import type { BatchingBackbone } from './batching-embedder.js';
+import { EmbedModels } from './embed-models.js';
 import { formatFailedReason, noteClipFinished } from './clips.js';
 import { currentModelInfo, readModelInfo } from './model-info.js';
 import { QueueName } from './names.js';
-import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, TrainJobData, WebhookJobData, WindowsDecodeJobResult } from './payloads.js';
+import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, StreamsDecodeJobResult, TrainJobData, WebhookJobData, WindowsDecodeJobResult } from './payloads.js';
 import { openQueueRuntime, workerConnection, type QueueRuntime } from './runtime.js';
 import { shutdownOnSignals, startHoldingSignals, type ShutdownOutcome } from './shutdown.js';
 import { classifyStage, decodeStage, embedStage, type StageDeps } from './stages.js';
+import { classifyStreamsStage, decodeStreamsStage, embedStreamsStage, hasStreams } from './stream-stages.js';
 import { classifyWindowsStage, decodeWindowsStage, embedWindowsStage, isWindowed, type WindowsEmbedOptions } from './window-stages.js';
 import type { WindowsProgress } from '../windows.js';
 import { runTrainJob, type TrainingJobResult } from './trainings.js';
@@ -93,6 +97,8 @@ export interface StartWorkersOptions {
    * @defaultValue 4096, as inline `label --windows`
    */
   windowsMaxStoredFrames?: number;
+  /** Wraps the embed worker's backbone under its batcher (tests count the backbone calls). @defaultValue none */
+  wrapBackbone?: (backbone: Backbone) => Backbone;
 }
 
 /** How often a windows pass writes its progress and looks for a cancellation. */
@@ -194,7 +200,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
   const deps: StageDeps = { tools: runtimeFromConfig(config).tools, store: rt.store, artifacts: rt.artifacts };
   const handles: WorkerHandle[] = [];
   const cleanups: Array<() => Promise<void>> = [];
-  let embedder: BatchingBackbone | undefined;
+  let embedModels: EmbedModels | undefined;
   /** The jobs running in this process, with their lock tokens (a forced shutdown hands them back). */
   const running = new Map<Job, string | undefined>();
 
@@ -232,7 +238,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
         .getState()
         .then(async (state) => {
           if (state !== 'failed') return;
-          if (kind === 'embed') await rt.artifacts.delete(framesArtifactKey(clipId));
+          if (kind === 'embed') for (const key of clipArtifactKeys(clipId)) await rt.artifacts.delete(key);
           await noteClipFinished(rt, clipId);
         })
         .catch((e: unknown) => log.warn({ kind, clipId, err: String(e) }, 'bookkeeping after a failure did not complete'));
@@ -245,14 +251,14 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
     for (const kind of new Set(kinds)) {
       const stats = newStats();
       if (kind === 'decode') {
-        make<DecodeJobData, DecodeJobResult | WindowsDecodeJobResult>(
+        make<DecodeJobData, DecodeJobResult | StreamsDecodeJobResult | WindowsDecodeJobResult>(
           kind,
           QueueName.Decode,
           stageProcessor(rt, async (job, signal) => {
             await job.updateProgress(5);
             const { clip } = job.data;
             // a windowed clip is decoded by its embed stage, streaming (see window-stages.ts)
-            const out = isWindowed(clip) ? await decodeWindowsStage(clip, deps) : await decodeStage(clip, deps, signal);
+            const out = isWindowed(clip) ? await decodeWindowsStage(clip, deps) : hasStreams(clip) ? await decodeStreamsStage(clip, deps, signal) : await decodeStage(clip, deps, signal);
             if (out.hit) stats.storeHits++;
             else if ('count' in out) {
               stats.computed++;
@@ -265,67 +271,34 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
           stats,
         );
       } else if (kind === 'embed') {
-        const backbones = new Map<string, Promise<BatchingBackbone>>();
-        const rtOpts = runtimeFromConfig(config);
-        const open = (clip: Pick<ClipRef, 'backbone'>): Promise<BatchingBackbone> => {
-          const key = `${clip.backbone.id}/${clip.backbone.featureKind}`;
-          let b = backbones.get(key);
-          if (!b) {
-            b = createBackbone({
-              id: clip.backbone.id,
-              engine: rtOpts.engine,
-              featureKind: clip.backbone.featureKind,
-              backend: rtOpts.backend,
-              batchSize: rtOpts.batchSize,
-              threads: rtOpts.threads,
-              cacheDir: rtOpts.cacheDir,
-              ...(rtOpts.modelUrl !== undefined ? { modelUrl: rtOpts.modelUrl } : {}),
-            }).then((inner) => {
-              const batching = new BatchingBackbone(inner, { maxFrames: q.embedBatchFrames, waitMs: q.embedBatchWaitMs });
-              embedder ??= batching;
-              log.info({ backbone: inner.info }, 'embed worker: backbone ready');
-              return batching;
-            });
-            b.catch(() => backbones.delete(key));
-            backbones.set(key, b);
-          }
-          return b;
-        };
-        // load and warm the current model's backbone before taking jobs
+        const models = new EmbedModels({ runtime: runtimeFromConfig(config), batching: { maxFrames: q.embedBatchFrames, waitMs: q.embedBatchWaitMs }, log, wrapBackbone: opts.wrapBackbone });
+        embedModels = models;
+        // load and warm the current model's backbone and keypoint streams before taking jobs
         const current = await currentModelInfo(config).catch(() => undefined);
-        if (current) await open(current);
-        cleanups.push(async () => {
-          for (const b of backbones.values()) await (await b.catch(() => undefined))?.dispose();
-        });
+        if (current) await models.warm(current);
+        cleanups.push(() => models.dispose());
         make<EmbedJobData, EmbedJobResult>(
           kind,
           QueueName.Embed,
           stageProcessor(rt, async (job) => {
             await passOnChildFailure(job);
             const { clip, model } = job.data;
-            const backbone = await open(clip);
             await job.updateProgress(10);
             let out: EmbedJobResult;
             if (isWindowed(clip)) {
               const { finish, ...follow } = followWindowsPass(rt, job, clip);
-              out = await embedWindowsStage(clip, await onlyChildValue<WindowsDecodeJobResult>(job), deps, backbone, {
+              out = await embedWindowsStage(clip, await onlyChildValue<WindowsDecodeJobResult>(job), deps, models.forClip(clip), {
                 openHead: async () => {
                   if (!model) throw new FramewiseError('FW_ERR_INTERNAL', `embed job ${job.id} of a windowed clip carries no model`);
-                  const h = await TemporalHead.load(await jobModelDir(config, model), undefined, config.backend);
-                  try {
-                    requireRgbOnly(h, 'the queue');
-                  } catch (err) {
-                    h.dispose();
-                    throw err;
-                  }
-                  return h;
+                  return TemporalHead.load(await jobModelDir(config, model), undefined, config.backend);
                 },
                 embedBatch: q.embedBatchFrames,
                 ...(opts.windowsMaxStoredFrames !== undefined ? { maxStoredFrames: opts.windowsMaxStoredFrames } : {}),
                 ...follow,
               });
               await finish();
-            } else out = await embedStage(clip, await onlyChildValue<DecodeJobResult>(job), deps, backbone);
+            } else if (hasStreams(clip)) out = await embedStreamsStage(clip, await onlyChildValue<StreamsDecodeJobResult>(job), deps, models.forClip(clip));
+            else out = await embedStage(clip, await onlyChildValue<DecodeJobResult>(job), deps, await models.backbone(clip));
             if (out.cached) stats.storeHits++;
             else {
               stats.computed++;
@@ -340,13 +313,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
         let head: TemporalHead | undefined;
         const load = async (dir: string): Promise<TemporalHead> => {
           const next = await TemporalHead.load(dir, undefined, config.backend);
-          try {
-            requireRgbOnly(next, 'the queue');
-          } catch (err) {
-            next.dispose();
-            throw err;
-          }
-          await next.predict([{ data: new Float32Array(next.metadata.backbone.dim), count: 1 }]); // warm-up
+          await next.predict([{ data: new Float32Array(layoutRawDim(next.streams)), count: 1 }]); // warm-up: one step of every stream it reads
           log.info({ model: next.metadata.id, version: next.metadata.version, dir }, 'classify worker: head ready');
           return next;
         };
@@ -374,7 +341,8 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
             const embedded = await onlyChildValue<EmbedJobResult>(job);
             const h = await headFor(job.data.model);
             const { clip, topK } = job.data;
-            return isWindowed(clip) ? classifyWindowsStage(clip, embedded, h, topK, deps) : classifyStage(clip, embedded, h, topK, deps);
+            if (isWindowed(clip)) return classifyWindowsStage(clip, embedded, h, topK, deps);
+            return hasStreams(clip) ? classifyStreamsStage(clip, embedded, h, topK, deps) : classifyStage(clip, embedded, h, topK, deps);
           }),
           1,
           stats,
@@ -429,7 +397,7 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
     rt,
     handles,
     get embedder() {
-      return embedder;
+      return embedModels?.embedder;
     },
     close(force = false) {
       closing ??= (async () => {
