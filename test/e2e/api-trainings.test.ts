@@ -125,6 +125,8 @@ describe('training over the API', () => {
     const id = await submit({ name: 'moves', csv, training: { epochs: 6, seed: 1 } });
     const done = await waitTraining(id, (s) => s.state === 'completed');
     expect(done.result).toMatchObject({ cancelled: false, registered: { name: 'moves', promoted: true }, features: { decoded: 0, embedded: 0, cached: clips.length }, trainN: expect.any(Number) });
+    // the training default, which the queue's workers serve (the batch below labels with it)
+    expect(done.result?.streams).toEqual(['motion']);
     expect(done.progress.epochs.length).toBe(done.result!.epochs);
     v2 = done.result!.version;
     expect(v2).not.toBe(cancelledVersion);
@@ -140,10 +142,11 @@ describe('training over the API', () => {
   }, 240_000);
 
   it('promote through the API switches new jobs; a `missing` batch labels only what the new version has not', async () => {
-    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 4, seed: 2 } });
+    // streams named in the request (here the default's own set: every feature is in the store)
+    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 4, seed: 2 }, streams: ['motion'] });
     const done = await waitTraining(id, (s) => s.state === 'completed');
     v3 = done.result!.version;
-    expect(done.result).toMatchObject({ registered: { promoted: false }, features: { decoded: 0, embedded: 0 } });
+    expect(done.result).toMatchObject({ registered: { promoted: false }, features: { decoded: 0, embedded: 0 }, streams: ['motion'] });
     expect((await models()).current).toMatchObject({ version: v2 });
 
     const promote = await app.inject({ method: 'POST', url: '/v1/models/moves/promote', payload: { version: v3 } });
@@ -206,6 +209,11 @@ describe('training over the API', () => {
       [{ name: 'moves', manifest: 'train.csv', training: { epochz: 3 } }, 400, 'FW_ERR_REQUEST_INVALID'],
       [{ name: 'bad name!', manifest: 'train.csv' }, 400, 'FW_ERR_REQUEST_INVALID'],
       [{ name: 'moves', csv: 'file,class\ndata/a.mp4,x\n' }, 422, 'FW_ERR_MANIFEST_INVALID'],
+      [{ name: 'moves', manifest: 'train.csv', streams: ['rgb', 'depth'] }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'moves', manifest: 'train.csv', streams: [] }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'moves', manifest: 'train.csv', streams: 'rgb,motion' }, 400, 'FW_ERR_REQUEST_INVALID'],
+      // augmented copies are rgb frames: with the default (motion) stream it is refused at once
+      [{ name: 'moves', manifest: 'train.csv', augment: { flip: true } }, 400, 'FW_ERR_REQUEST_INVALID'],
     ];
     for (const [payload, status, code] of cases) {
       const res = await app.inject({ method: 'POST', url: '/v1/trainings', payload });
