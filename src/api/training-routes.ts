@@ -40,7 +40,9 @@ export interface TrainingRoutesOptions {
   ssePollMs?: number;
 }
 
-interface TrainingBody extends TrainingRequestOptions {
+interface TrainingBody extends Omit<TrainingRequestOptions, 'streams'> {
+  /** `rgb,motion` or `auto`. */
+  streams?: string;
   name: string;
   manifest?: string;
   csv?: string;
@@ -68,11 +70,10 @@ export const TRAINING_BODY = {
     training: { type: 'object', additionalProperties: true, description: 'epochs, batchSize, learningRate, clipNorm, patience, classWeights, balancedSampling, seed' },
     feature: { type: 'string', enum: [...FEATURE_KINDS], description: 'per-frame feature (default: the training default, see docs/training.md)' },
     streams: {
-      oneOf: [
-        { type: 'array', items: { type: 'string', enum: [...STREAM_IDS] }, minItems: 1, uniqueItems: true },
-        { type: 'string', enum: ['auto'] },
-      ],
-      description: `per-frame streams the head reads, as \`framewise train --streams\`: a set of ${STREAM_IDS.join(', ')} (e.g. ["motion"]), or "auto" (each candidate set tried on validation splits); default ${DEFAULT_STREAMS.join(',')}. Every queue worker and \`label --windows\` compute exactly the model's streams`,
+      type: 'string',
+      minLength: 1,
+      maxLength: 64,
+      description: `per-frame streams the head reads, as \`framewise train --streams\`: a comma-separated subset of ${STREAM_IDS.join(', ')} (e.g. \`rgb,motion\`), or \`auto\` (each candidate set tried on validation splits); default \`${DEFAULT_STREAMS.join(',')}\`. The queue's workers and \`label --windows\` compute exactly the model's streams`,
     },
     sampling: { type: 'string', description: 'e.g. uniform:16 (default)' },
     baseline: { type: 'boolean', description: 'also train the mean-pooling baseline and record its validation figures (default true)' },
@@ -105,9 +106,16 @@ function checkOptions(body: TrainingBody): void {
   if (body.split?.column !== undefined && !body.split.valValues?.length) problems.push('split.column needs split.valValues');
   // the schema says minimum 0 (an OpenAPI 3.0 document cannot carry draft-07's numeric exclusiveMinimum)
   if (body.split?.fraction !== undefined && body.split.fraction <= 0) problems.push('split.fraction must be greater than 0');
+  let streams = DEFAULT_STREAMS.join(',');
+  if (body.streams !== undefined) {
+    try {
+      streams = body.streams.trim() === 'auto' ? 'auto' : parseStreams(body.streams).join(',');
+    } catch (err) {
+      problems.push(`streams: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   // augmented copies are made of rgb frames only (as `framewise train --augment`)
-  const streams = body.streams === 'auto' ? 'auto' : (body.streams ?? DEFAULT_STREAMS).join(',');
-  if (body.augment && ((body.augment.jitter ?? 0) > 0 || body.augment.flip) && streams !== 'rgb') problems.push(`augment works with the rgb stream only: pass "streams": ["rgb"] with it (the streams here: ${streams})`);
+  if (body.augment && ((body.augment.jitter ?? 0) > 0 || body.augment.flip) && streams !== 'rgb') problems.push(`augment works with the rgb stream only: pass "streams": "rgb" with it (the streams here: ${streams})`);
   if (problems.length > 0) throw new FramewiseError('FW_ERR_REQUEST_INVALID', problems.join('; '));
 }
 
@@ -186,7 +194,7 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRoutesOptions> = async (
         ...(b.sampling ? { sampling: b.sampling } : {}),
         ...(b.baseline !== undefined ? { baseline: b.baseline } : {}),
         ...(b.augment ? { augment: b.augment } : {}),
-        ...(b.streams ? { streams: b.streams === 'auto' ? 'auto' : parseStreams(b.streams.join(',')) } : {}),
+        ...(b.streams !== undefined ? { streams: b.streams.trim() === 'auto' ? ('auto' as const) : parseStreams(b.streams) } : {}),
       };
       const { trainingId } = await submitTraining(rt, { manifest, manifestBaseDir, valManifest, name: b.name, promote: b.promote === true, options });
       void reply.header('location', `/v1/trainings/${trainingId}`);

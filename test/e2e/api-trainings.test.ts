@@ -143,7 +143,7 @@ describe('training over the API', () => {
 
   it('promote through the API switches new jobs; a `missing` batch labels only what the new version has not', async () => {
     // streams named in the request (here the default's own set: every feature is in the store)
-    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 4, seed: 2 }, streams: ['motion'] });
+    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 4, seed: 2 }, streams: 'motion' });
     const done = await waitTraining(id, (s) => s.state === 'completed');
     v3 = done.result!.version;
     expect(done.result).toMatchObject({ registered: { promoted: false }, features: { decoded: 0, embedded: 0 }, streams: ['motion'] });
@@ -209,9 +209,9 @@ describe('training over the API', () => {
       [{ name: 'moves', manifest: 'train.csv', training: { epochz: 3 } }, 400, 'FW_ERR_REQUEST_INVALID'],
       [{ name: 'bad name!', manifest: 'train.csv' }, 400, 'FW_ERR_REQUEST_INVALID'],
       [{ name: 'moves', csv: 'file,class\ndata/a.mp4,x\n' }, 422, 'FW_ERR_MANIFEST_INVALID'],
-      [{ name: 'moves', manifest: 'train.csv', streams: ['rgb', 'depth'] }, 400, 'FW_ERR_REQUEST_INVALID'],
-      [{ name: 'moves', manifest: 'train.csv', streams: [] }, 400, 'FW_ERR_REQUEST_INVALID'],
-      [{ name: 'moves', manifest: 'train.csv', streams: 'rgb,motion' }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'moves', manifest: 'train.csv', streams: 'rgb,depth' }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'moves', manifest: 'train.csv', streams: '' }, 400, 'FW_ERR_REQUEST_INVALID'],
+      [{ name: 'moves', manifest: 'train.csv', streams: { rgb: true } }, 400, 'FW_ERR_REQUEST_INVALID'],
       // augmented copies are rgb frames: with the default (motion) stream it is refused at once
       [{ name: 'moves', manifest: 'train.csv', augment: { flip: true } }, 400, 'FW_ERR_REQUEST_INVALID'],
     ];
