@@ -234,7 +234,10 @@ export async function labelWindowed(
   return toWindowedResult(source, outcome, head, deps.identity, o, segmentation, topK);
 }
 
-/** Label items window by window, in order; failures are results too (a backbone that cannot load stops the run). */
+/**
+ * Label items window by window, in order; failures are results too (a backbone or keypoint model
+ * that cannot load, or is not the one the head was trained on, stops the run).
+ */
 export async function* labelItemsWindowed(items: readonly InputItem[], head: TemporalHead, deps: WindowsDeps, o: WindowsLabelOptions, topK: number, signal?: AbortSignal): AsyncGenerator<LabelResult> {
   segmentationFor(head, o); // bad settings fail the run, not each file
   for (const item of items) {
@@ -243,7 +246,7 @@ export async function* labelItemsWindowed(items: readonly InputItem[], head: Tem
       yield await labelWindowed(item.path, item.source, head, deps, o, topK, signal ? { signal } : {});
     } catch (err) {
       const e = toFramewiseError(err);
-      if (stopsTheRun(e) || e.code === 'FW_ERR_CONFIG_INVALID') throw e;
+      if (stopsTheRun(e) || e.code === 'FW_ERR_CONFIG_INVALID' || e.code === 'FW_ERR_STREAM_UNAVAILABLE' || e.code === 'FW_ERR_MODEL_MISMATCH') throw e;
       yield failure(item.source, e);
     }
   }

@@ -28,6 +28,8 @@
  *
  * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,
  *          --windows-minutes 1,10,60 (the video lengths of the windows section),
+ *          --windows-model DIR (the head the windows section labels with: default the bundled one;
+ *          a head over other streams, e.g. motion,pose, measures the multi-stream pass),
  *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2)
  */
 import { spawn } from 'node:child_process';
@@ -41,7 +43,7 @@ import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
 import { decodeFrames, probe, streamFrames } from '../../src/media/ffmpeg.js';
 import { MOTIONS, makeClip, randomClipSpec, runFfmpeg } from '../../src/media/synthetic.js';
 import { createBackbone } from '../../src/ml/backbone-specs.js';
-import type { Backbone } from '../../src/ml/backbone.js';
+import type { Backbone, BackboneId } from '../../src/ml/backbone.js';
 import { fitNormalization, HEAD_OPTIONS_SCHEMA, TemporalHead, type SequenceExample } from '../../src/ml/head.js';
 import { DEFAULT_TRAIN_FEATURE } from '../../src/jobs/train.js';
 import { readManifest } from '../../src/features/inputs.js';
@@ -56,7 +58,7 @@ import { makeTempDir, removeDir } from '../helpers/clips.js';
 import { decodeLetterboxed } from '../helpers/letterbox.js';
 
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' }, realclips: { type: 'string' }, reps: { type: 'string' } },
+  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' }, 'windows-model': { type: 'string' }, realclips: { type: 'string' }, reps: { type: 'string' } },
 });
 const only = values.only ? new Set(values.only.split(',')) : undefined;
 const want = (s: string): boolean => !only || only.has(s);
@@ -287,15 +289,18 @@ async function benchWindows(dir: string): Promise<void> {
   const { buildWindowsPolicy } = await import('../../src/media/sampling.js');
   const { DEFAULT_MODEL_DIR } = await import('../../src/config/index.js');
   const minutes = (values['windows-minutes'] ?? (quick ? '1,5' : '1,10,60')).split(',').map(Number).filter((m) => m > 0);
-  const head = await TemporalHead.load(DEFAULT_MODEL_DIR);
+  const head = await TemporalHead.load(values['windows-model'] ?? DEFAULT_MODEL_DIR);
   const meta = head.metadata;
+  const streams = head.streams.map((s) => s.id);
   const frames = meta.sampling.policy.kind === 'uniform' ? meta.sampling.policy.frames : 16;
   const policy = buildWindowsPolicy(frames);
-  const rt = runtimeFromConfig(loadConfig({}), { cacheDir: join(dir, 'windows-cache') });
+  const rt = runtimeFromConfig(loadConfig({}), { cacheDir: join(dir, 'windows-cache'), backbone: meta.backbone.id as BackboneId, featureKind: meta.backbone.featureKind });
   const deps = await createWindowsDeps(rt);
   const rows: Array<Record<string, number | string | boolean>> = [];
   try {
-    await deps.backbone(); // model load is not throughput, nor part of the growth
+    // model loads are not throughput, nor part of the growth
+    if (streams.some((s) => s === 'rgb' || s === 'motion')) await deps.backbone();
+    for (const s of streams) if (s === 'pose' || s === 'hands') await deps.keypointStream?.(s);
     for (const m of minutes) {
       const video = join(dir, `long-${m}min.mp4`);
       const g0 = performance.now();
@@ -318,6 +323,7 @@ async function benchWindows(dir: string): Promise<void> {
       const windows = result.windows?.length ?? 0;
       const row = {
         minutes: m,
+        streams: streams.join(','),
         video: '160x120 12 fps H.264 (testsrc2, ultrafast)',
         generateSec: genMs / 1000,
         windows,
@@ -334,7 +340,7 @@ async function benchWindows(dir: string): Promise<void> {
       };
       rows.push(row);
       log(
-        `windows    ${String(m).padStart(3)} min: ${windows} windows, ${result.frames} frames in ${fmt(row.seconds, 0)} s (${fmt(row.windowsPerSec)} windows/s, ${fmt(row.framesPerSec)} frames/s) · RSS after ${fmt(row.rssAfterMiB, 0)} MiB, peak ${fmt(row.peakRssMiB, 0)} MiB (before ${fmt(row.rssBeforeMiB, 0)} MiB)`,
+        `windows    ${streams.join(',')} ${String(m).padStart(3)} min: ${windows} windows, ${result.frames} frames in ${fmt(row.seconds, 0)} s (${fmt(row.windowsPerSec)} windows/s, ${fmt(row.framesPerSec)} frames/s) · RSS after ${fmt(row.rssAfterMiB, 0)} MiB, peak ${fmt(row.peakRssMiB, 0)} MiB (before ${fmt(row.rssBeforeMiB, 0)} MiB)`,
       );
       await removeDir(video).catch(() => undefined);
     }

@@ -2,7 +2,8 @@
  * The three stages of a clip's flow as plain async functions over a `ClipRef`. They call the
  * same building blocks as inline mode (`Extractor.prepare`, `Extractor.embed`,
  * `TemporalHead.predict`, `toLabelResult`); the BullMQ processors in `workers.ts` only carry them.
- * A windowed clip (`clip.windows`) has its own three stages: `window-stages.ts`.
+ * A windowed clip (`clip.windows`) has its own three stages: `window-stages.ts`; a clip whose
+ * model reads more than the backbone's rgb features (`clip.streams`): `stream-stages.ts`.
  */
 import { performance } from 'node:perf_hooks';
 import { FramewiseError } from '../../errors/index.js';
