@@ -21,7 +21,7 @@ import { letterboxContent } from '../media/multi-decode.js';
 import { streamMulti, type MultiFrame } from '../media/multi-stream.js';
 import { windowGrid, type FrameGeometry, type WindowsPolicy } from '../media/sampling.js';
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
-import { combineBlocks, layoutRawDim } from '../ml/stream-layout.js';
+import { combineBlocks } from '../ml/stream-layout.js';
 
 export interface WindowsProgress {
   /** Seconds of video decoded and embedded so far. */
