@@ -524,6 +524,23 @@ function classifyDecodeFailure(path: string, closed: { code: number | null; sign
 /** Share of the declared duration that must decode for a clip to count as whole. */
 export const TRUNCATION_COVERAGE = 0.9;
 
+/**
+ * A clip whose frames stop well before its declared end is truncated: `FW_ERR_MEDIA_TRUNCATED`
+ * rather than labelling half a clip (uniform sampling only; `times` of the decoded frames).
+ */
+export function checkClipCoverage(info: VideoInfo, policy: DecodePolicy, times: readonly number[]): void {
+  if (policy.kind === 'uniform' && info.durationSec > 0 && times.length > 0) {
+    const interval = info.fps > 0 ? 1 / info.fps : 0.1;
+    const reached = (times[times.length - 1] as number) + interval;
+    const lastTarget = info.durationSec * (1 - 0.5 / policy.frames);
+    if (reached + 2 * interval < lastTarget * TRUNCATION_COVERAGE) {
+      throw new FramewiseError('FW_ERR_MEDIA_TRUNCATED', `the video stops at ${reached.toFixed(2)} s of its declared ${info.durationSec.toFixed(2)} s (truncated file): ${info.path}`, {
+        details: { decodedSec: reached, durationSec: info.durationSec },
+      });
+    }
+  }
+}
+
 /** Decode the sampled frames of a clip into one batch (use `streamFrames` for long videos). */
 export async function decodeFrames(info: VideoInfo, policy: DecodePolicy, geometry: FrameGeometry, options: DecodeOptions = {}): Promise<FrameBatch> {
   const frames: Uint8Array[] = [];
@@ -534,17 +551,7 @@ export async function decodeFrames(info: VideoInfo, policy: DecodePolicy, geomet
     frames.push(f.data);
     times.push(f.time);
   }
-  if (policy.kind === 'uniform' && info.durationSec > 0 && times.length > 0) {
-    // a clip whose frames stop well before its declared end is truncated: say so rather than label half a clip
-    const interval = info.fps > 0 ? 1 / info.fps : 0.1;
-    const reached = (times[times.length - 1] as number) + interval;
-    const lastTarget = info.durationSec * (1 - 0.5 / policy.frames);
-    if (reached + 2 * interval < lastTarget * TRUNCATION_COVERAGE) {
-      throw new FramewiseError('FW_ERR_MEDIA_TRUNCATED', `the video stops at ${reached.toFixed(2)} s of its declared ${info.durationSec.toFixed(2)} s (truncated file): ${info.path}`, {
-        details: { decodedSec: reached, durationSec: info.durationSec },
-      });
-    }
-  }
+  checkClipCoverage(info, policy, times);
   const frameBytes = geometry.size * geometry.size * 3;
   const data = new Uint8Array(frames.length * frameBytes);
   frames.forEach((f, i) => data.set(f, i * frameBytes));
