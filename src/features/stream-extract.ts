@@ -11,12 +11,12 @@
 import { stat } from 'node:fs/promises';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { probe, type MediaTools, type VideoInfo } from '../media/ffmpeg.js';
-import { decodeMulti, type MultiDecodeRequest, type MultiDecodeResult } from '../media/multi-decode.js';
+import { decodeMulti, decodeMultiClips, type MultiDecodeRequest, type MultiDecodeResult } from '../media/multi-decode.js';
 import { samplingKey, type FrameGeometry, type SamplingPolicy } from '../media/sampling.js';
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { StreamLayout } from '../ml/stream-layout.js';
-import { stopsTheRun, type ExtractStats } from './extract.js';
+import { DEFAULT_DECODE_GROUP, stopsTheRun, type ExtractStats } from './extract.js';
 import { contentHash, type FeatureKey, type FeatureSequence, type FeatureStore } from './feature-store.js';
 import { createStageTimings, DecodeAhead, LookupTrend, timeStage } from './pipeline-schedule.js';
 import { isKeypointStream, type FrameStream, type KeypointStreamId, type StreamId } from './streams.js';
@@ -38,6 +38,8 @@ export interface StreamExtractorOptions {
    * to the embed's rate, from 2 up to 6 (`DecodeAhead`).
    */
   prefetch?: number;
+  /** Most clips `extractMany` decodes in one ffmpeg process (as `ExtractorOptions.decodeGroup`). @defaultValue `DEFAULT_DECODE_GROUP` */
+  decodeGroup?: number;
 }
 
 /** Per stream: frames embedded and the time it took (the stream's cost). */
@@ -126,6 +128,16 @@ export class StreamExtractor {
    * lookups missed, the probe runs with the hash and lookups (its result is dropped on a hit).
    */
   async prepare(path: string, signal?: AbortSignal, probeAhead = this.lookups.mostlyMisses): Promise<Prepared> {
+    const found = await this.lookup(path, probeAhead);
+    if (!found.info || !found.request) return found;
+    const { info, request } = found;
+    const decoded = await timeStage(this.stats.timings, 'decodeMs', () => decodeMulti(info, this.opts.sampling, request, { tools: this.opts.tools, ...(signal ? { signal } : {}) }));
+    this.stats.decoded++;
+    return { seqs: found.seqs, keys: found.keys, info, decoded };
+  }
+
+  /** Checks, hash and store lookups of one file; on a miss, its probe and what to decode. */
+  private async lookup(path: string, probeAhead = this.lookups.mostlyMisses): Promise<Prepared & { request?: MultiDecodeRequest }> {
     let st;
     try {
       st = await stat(path);
@@ -151,9 +163,30 @@ export class StreamExtractor {
       else (request.letterbox ??= []).push((await this.getKeypoint(id)).inputSize);
     }
     const info = await (probing ?? timeStage(timings, 'probeMs', () => probe(path, this.opts.tools)));
-    const decoded = await timeStage(timings, 'decodeMs', () => decodeMulti(info, this.opts.sampling, request, { tools: this.opts.tools, ...(signal ? { signal } : {}) }));
-    this.stats.decoded++;
-    return { seqs, keys, info, decoded };
+    return { seqs, keys, info, request };
+  }
+
+  /** The decode stage of several files: lookups as in `prepare`, then the misses decoded together in one ffmpeg process (`decodeMultiClips`). */
+  private async prepareGroup(paths: readonly string[], signal?: AbortSignal): Promise<Array<Prepared | FramewiseError>> {
+    const found = await Promise.all(paths.map((p) => this.lookup(p).catch((e: unknown) => toFramewiseError(e))));
+    const misses = found.flatMap((f, i) => (f instanceof FramewiseError || !f.info || !f.request ? [] : [{ i, f, info: f.info, request: f.request }]));
+    if (misses.length === 0) return found;
+    const decoded = await timeStage(this.stats.timings, 'decodeMs', () =>
+      decodeMultiClips(
+        misses.map((m) => ({ info: m.info, policy: this.opts.sampling, request: m.request })),
+        { tools: this.opts.tools, ...(signal ? { signal } : {}) },
+      ),
+    );
+    const out: Array<Prepared | FramewiseError> = [...found];
+    misses.forEach((m, j) => {
+      const d = decoded[j];
+      if (d === undefined || d instanceof FramewiseError) out[m.i] = d ?? toFramewiseError(new Error('not decoded'));
+      else {
+        this.stats.decoded++;
+        out[m.i] = { seqs: m.f.seqs, keys: m.f.keys, info: m.info, decoded: d };
+      }
+    });
+    return out;
   }
 
   /** The embed stage: embed and store each stream that missed. */
@@ -241,12 +274,19 @@ export class StreamExtractor {
   async *extractMany<T extends { path: string }>(items: readonly T[], signal?: AbortSignal): AsyncGenerator<StreamOutcome<T>> {
     const fixed = this.opts.prefetch;
     const ahead = fixed !== undefined ? new DecodeAhead({ initial: fixed, min: Math.max(1, fixed), max: Math.max(1, fixed) }) : new DecodeAhead();
+    const group = Math.max(1, Math.floor(this.opts.decodeGroup ?? DEFAULT_DECODE_GROUP));
     const pending: Array<Promise<Prepared | FramewiseError>> = [];
     let next = 0;
+    // files are decoded in groups (one ffmpeg process each), as in Extractor.extractMany
     const fill = (): void => {
-      while (next < items.length && pending.length < ahead.depth) {
-        const item = items[next++] as T;
-        pending.push(this.prepare(item.path, signal).catch((e: unknown) => toFramewiseError(e)));
+      while (next < items.length && pending.length < ahead.depth + (group > 1 ? group : 0)) {
+        const paths = items.slice(next, next + group).map((it) => it.path);
+        next += paths.length;
+        if (paths.length === 1) pending.push(this.prepare(paths[0] as string, signal).catch((e: unknown) => toFramewiseError(e)));
+        else {
+          const all = this.prepareGroup(paths, signal).catch((e: unknown) => paths.map(() => toFramewiseError(e)));
+          paths.forEach((_, j) => pending.push(all.then((r) => r[j] as Prepared | FramewiseError)));
+        }
       }
     };
     fill();

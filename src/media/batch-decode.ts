@@ -62,11 +62,47 @@ export async function decodeClips(clips: readonly ClipDecode[], options: { tools
   if (refused) throw refusedContainer(demuxerOf(refused.info.container), refused.info.path);
 
   const { args, frameBytes } = buildBatchDecodeArgs(clips);
-  const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe', ...clips.slice(1).map(() => 'pipe' as const)];
+  const run = await runGrouped(args, clips.length, clips.length, tools, options.signal);
+  // the process failed as a whole (a bad input, a spawn error, killed): each clip on its own says what it is
+  if (!run.ok) return Promise.all(clips.map(alone));
+  const chunks = run.outputs;
+  const times = run.times;
+
+  return Promise.all(
+    clips.map(async (c, k): Promise<FrameBatch | FramewiseError> => {
+      const bytes = chunks[k] as Buffer;
+      const fb = frameBytes[k] as number;
+      const count = Math.floor(bytes.length / fb);
+      const t = times[k] as number[];
+      // no frame, a partial frame or a timestamp missing: decoded alone, which classifies it
+      if (count === 0 || bytes.length !== count * fb || t.length !== count) return alone(c);
+      const frameTimes = t.map((x) => Math.max(0, x));
+      try {
+        checkClipCoverage(c.info, c.policy, frameTimes);
+      } catch (e) {
+        return toFramewiseError(e);
+      }
+      return { size: c.geometry.size, count, data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), times: frameTimes };
+    }),
+  );
+}
+
+export interface GroupedRun {
+  /** ffmpeg exited 0, in time, without being killed. */
+  ok: boolean;
+  /** Each output's bytes (output 0 on fd 1, output i on fd i + 2). */
+  outputs: Buffer[];
+  /** Each clip's frame times, from its `showinfo@cK` lines. */
+  times: number[][];
+}
+
+/** Run one ffmpeg for several clips, collecting `outputs` pipes and the times `showinfo@cK` prints for each of `clips`. */
+export async function runGrouped(args: string[], outputs: number, clips: number, tools: MediaTools, signal?: AbortSignal): Promise<GroupedRun> {
+  const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe', ...Array.from({ length: outputs - 1 }, () => 'pipe' as const)];
   const child = spawn(tools.ffmpegPath, args, { stdio });
-  const chunks: Buffer[][] = clips.map(() => []);
-  clips.forEach((_, k) => (child.stdio[k === 0 ? 1 : k + 2] as NodeJS.ReadableStream).on('data', (c: Buffer) => (chunks[k] as Buffer[]).push(c)));
-  const times: number[][] = clips.map(() => []);
+  const chunks: Buffer[][] = Array.from({ length: outputs }, () => []);
+  chunks.forEach((list, i) => (child.stdio[i === 0 ? 1 : i + 2] as NodeJS.ReadableStream).on('data', (c: Buffer) => list.push(c)));
+  const times: number[][] = Array.from({ length: clips }, () => []);
   let line = '';
   const onLine = (l: string): void => {
     const m = SHOWINFO.exec(l);
@@ -85,37 +121,18 @@ export async function decodeClips(clips: readonly ClipDecode[], options: { tools
   const onAbort = (): void => {
     child.kill('SIGKILL');
   };
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  signal?.addEventListener('abort', onAbort, { once: true });
   let closed: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   try {
     closed = await new Promise((resolve) => {
       child.on('error', () => resolve(undefined));
-      child.on('close', (code, signal) => resolve({ code, signal }));
+      child.on('close', (code, sig) => resolve({ code, signal: sig }));
     });
   } finally {
     clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onAbort);
+    signal?.removeEventListener('abort', onAbort);
   }
   onLine(line);
-  if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
-  // the process failed as a whole (a bad input, a spawn error, killed): each clip on its own says what it is
-  if (!closed || closed.code !== 0 || timedOut) return Promise.all(clips.map(alone));
-
-  return Promise.all(
-    clips.map(async (c, k): Promise<FrameBatch | FramewiseError> => {
-      const bytes = Buffer.concat(chunks[k] as Buffer[]);
-      const fb = frameBytes[k] as number;
-      const count = Math.floor(bytes.length / fb);
-      const t = times[k] as number[];
-      // no frame, a partial frame or a timestamp missing: decoded alone, which classifies it
-      if (count === 0 || bytes.length !== count * fb || t.length !== count) return alone(c);
-      const frameTimes = t.map((x) => Math.max(0, x));
-      try {
-        checkClipCoverage(c.info, c.policy, frameTimes);
-      } catch (e) {
-        return toFramewiseError(e);
-      }
-      return { size: c.geometry.size, count, data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), times: frameTimes };
-    }),
-  );
+  if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+  return { ok: closed !== undefined && closed.code === 0 && !timedOut, outputs: chunks.map((c) => Buffer.concat(c)), times };
 }

@@ -19,6 +19,8 @@ export interface MediaTools {
   maxPixels: number;
   /** Kill a decode that runs longer than this. */
   decodeTimeoutMs: number;
+  /** Who reads stream information (`ProbeOptions.reader`). @defaultValue `auto` */
+  probeReader?: 'auto' | 'ffprobe';
 }
 
 export const DEFAULT_MEDIA_TOOLS: MediaTools = { ffmpegPath: 'ffmpeg', ffprobePath: 'ffprobe', maxPixels: 7680 * 4320, decodeTimeoutMs: 600_000 };
@@ -200,7 +202,7 @@ export interface ProbeOptions {
 export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOLS, options: ProbeOptions = {}): Promise<VideoInfo> {
   const abs = resolve(path);
   const sizeBytes = await checkFile(abs);
-  const own = (options.reader ?? 'auto') === 'auto' ? await readMp4Probe(abs, sizeBytes) : undefined;
+  const own = (options.reader ?? tools.probeReader ?? 'auto') === 'auto' ? await readMp4Probe(abs, sizeBytes) : undefined;
   const json = own !== undefined && 'json' in own ? own.json : await runFfprobe(abs, path, tools);
   return toVideoInfo(json, abs, path, sizeBytes, tools);
 }

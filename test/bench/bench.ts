@@ -30,7 +30,8 @@
  * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,
  *          --windows-minutes 1,10,60 (the video lengths of the windows section),
  *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2),
- *          --realclips-paths rgb,motion (which extract paths; default both)
+ *          --realclips-paths rgb,motion (which extract paths; default both; `rgb-before`, `motion-before`:
+ *          the same with ffprobe per clip and one ffmpeg process per clip, as before issue 12's last changes)
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -477,7 +478,8 @@ async function benchRealClips(dir: string): Promise<void> {
   }
   const n = Number(values.realclips ?? 100);
   const reps = Math.max(1, Number(values.reps ?? (quick ? 1 : 2)));
-  const paths = (values['realclips-paths'] ?? 'rgb,motion').split(',') as Array<'rgb' | 'motion'>;
+  // `-before`: the same path as before the in-process MP4 reader and grouped decodes (ffprobe per clip, one ffmpeg per clip)
+  const paths = (values['realclips-paths'] ?? 'rgb,motion').split(',') as Array<'rgb' | 'motion' | 'rgb-before' | 'motion-before'>;
   const rows = (await readFile(join(data, 'manifest.csv'), 'utf8')).trim().split('\n').slice(1, n + 1);
   const clips = rows.map((r) => join(data, r.split(',')[0] as string));
   const rt = runtimeFromConfig(loadConfig({}));
@@ -499,10 +501,11 @@ async function benchRealClips(dir: string): Promise<void> {
       for (const path of paths) {
         const store = new FeatureStore(join(dir, `realclips-store-${path}-${r}`));
         const open = (): Promise<typeof backbone> => Promise.resolve(backbone);
-        const extractor =
-          path === 'rgb'
-            ? new Extractor({ tools: rt.tools, store, identity, sampling: policy, geometry, openBackbone: open }, true)
-            : new StreamExtractor({ tools: rt.tools, store, identity, sampling: policy, geometry, streams: ['motion'], openBackbone: open, openKeypointStream: () => Promise.reject(new Error('no keypoint stream here')) });
+        const before = path.endsWith('-before');
+        const tools = before ? { ...rt.tools, probeReader: 'ffprobe' as const } : rt.tools;
+        const extractor = path.startsWith('rgb')
+          ? new Extractor({ tools, store, identity, sampling: policy, geometry, openBackbone: open, ...(before ? { decodeGroup: 1 } : {}) }, true)
+          : new StreamExtractor({ tools, store, identity, sampling: policy, geometry, streams: ['motion'], openBackbone: open, openKeypointStream: () => Promise.reject(new Error('no keypoint stream here')) });
         const s0 = await cpuMs();
         const e0 = performance.now();
         let ok = 0;

@@ -3,7 +3,8 @@
  * `decodeFrames` gives on its own: the same frames byte for byte and the same times, or the same
  * documented error — with bad clips in the group (cut short behind an intact index, damaged
  * data, a file gone since its probe), which are decoded again alone rather than judged from a
- * shared stderr.
+ * shared stderr. The same for the multi-output decode of several streams (`decodeMultiClips`
+ * against `decodeMulti`: rgb, motion and letterboxed outputs).
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FramewiseError } from '../../src/errors/index.js';
 import { decodeClips, type ClipDecode } from '../../src/media/batch-decode.js';
 import { decodeFrames, probe, type FrameBatch, type VideoInfo } from '../../src/media/ffmpeg.js';
+import { decodeMulti, decodeMultiClips, type MultiDecodeRequest, type MultiDecodeResult } from '../../src/media/multi-decode.js';
 import { makeClip, randomClipSpec, runFfmpeg } from '../../src/media/synthetic.js';
 import { makeTempDir, makeTestsrc, removeDir } from '../helpers/clips.js';
 
@@ -79,5 +81,23 @@ describe('decodeClips', () => {
     expect(together[1]).toBeInstanceOf(FramewiseError);
     expect(view(together[0] as FrameBatch)).toEqual(view(await alone('a.mp4')));
     expect(view(together[2] as FrameBatch)).toEqual(view(await alone('b.mp4')));
+  });
+});
+
+describe('decodeMultiClips', () => {
+  const digest = (r: MultiDecodeResult | FramewiseError | string): unknown => {
+    if (typeof r === 'string') return r;
+    if (r instanceof FramewiseError) return r.code;
+    const h = (d: Uint8Array | undefined): string | undefined => (d ? `${d.length}:${Buffer.from(d).toString('base64')}` : undefined);
+    return { times: r.times, rgb: h(r.rgb?.data), motion: h(r.motion?.data), letterbox: r.letterbox?.map((b) => ({ content: b.content, data: h(b.data) })) };
+  };
+  const requests: MultiDecodeRequest[] = [{ motion: geometry }, { rgb: geometry, motion: geometry }, { rgb: geometry, motion: geometry, letterbox: [64] }];
+
+  it.each(requests.map((r) => [Object.keys(r).join('+'), r] as const))('%s: each clip of a group exactly as decodeMulti gives it, bad clips their own error', async (_, request) => {
+    const names = ['a.mp4', 'cut.mp4', 'c.mp4', 'd.mkv', 'noise.mp4', 'wide.mp4'];
+    const together = await decodeMultiClips(names.map((n) => ({ info: infos.get(n) as VideoInfo, policy, request })));
+    const expected = await Promise.all(names.map((n) => decodeMulti(infos.get(n) as VideoInfo, policy, request).catch((e: FramewiseError) => e.code)));
+    expect(together.map(digest)).toEqual(expected.map(digest));
+    expect(together.filter((r) => !(r instanceof FramewiseError)).length).toBeGreaterThanOrEqual(4);
   });
 });
