@@ -16,7 +16,7 @@
  */
 import { spawn } from 'node:child_process';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
-import { runGrouped } from './batch-decode.js';
+import { groupInputArgs, runGrouped } from './batch-decode.js';
 import { buildGeometryFilters, buildInputGuardArgs, buildRateSelectExpr, buildTargetSelectExpr, demuxerOf, isAllowedContainer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
 import { DEFAULT_MEDIA_TOOLS, refusedContainer, type FrameBatch, type MediaTools, type VideoInfo } from './ffmpeg.js';
 import { targetTimes, type FrameGeometry, type SamplingPolicy } from './sampling.js';
@@ -238,8 +238,7 @@ export async function decodeMultiClips(clips: readonly MultiClip[], options: { t
     const frameInterval = c.info.fps > 0 ? 1 / c.info.fps : 1 / 30;
     const targets = c.policy.kind === 'uniform' ? targetTimes(c.policy, 0, c.info.durationSec) : undefined;
     const plan = buildMultiDecodeArgs(`file:${c.info.path}`, c.policy, c.request, { demuxer: demuxerOf(c.info.container), frameInterval }, targets);
-    const i = plan.args.indexOf('-i');
-    inputs.push(...plan.args.slice(plan.args.indexOf('-threads'), i + 2));
+    inputs.push(...groupInputArgs(plan.args));
     const graph = plan.args[plan.args.indexOf('-filter_complex') + 1] as string;
     // this clip's input, labels and showinfo instance
     graphs.push(graph.replace('[0:v:0]', `[${k}:v:0]`).replace(/\[(s?o\d+)\]/g, `[c${k}$1]`).replace(/,showinfo\[/, `,showinfo@c${k}[`));
