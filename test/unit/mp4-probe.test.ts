@@ -1,7 +1,7 @@
 /** Pure parts of the in-process MP4 reader: ffprobe's number formats and the H.264 SPS reader. */
 import { describe, expect, it } from 'vitest';
 import { nalToRbsp, parseSps } from '../../src/media/h264-sps.js';
-import { printfFixed6, reduceExact } from '../../src/media/mp4-probe.js';
+import { printfFixed6, reduceExact } from '../../src/media/mp4-boxes.js';
 
 describe('printfFixed6 (printf %f as ffprobe prints times)', () => {
   it('rounds to 6 decimals like glibc, exact halves to even', () => {
