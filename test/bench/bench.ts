@@ -505,7 +505,7 @@ async function benchRealClips(dir: string): Promise<void> {
         const tools = before ? { ...rt.tools, probeReader: 'ffprobe' as const } : rt.tools;
         const extractor = path.startsWith('rgb')
           ? new Extractor({ tools, store, identity, sampling: policy, geometry, openBackbone: open, ...(before ? { decodeGroup: 1 } : {}) }, true)
-          : new StreamExtractor({ tools, store, identity, sampling: policy, geometry, streams: ['motion'], openBackbone: open, openKeypointStream: () => Promise.reject(new Error('no keypoint stream here')) });
+          : new StreamExtractor({ tools, store, identity, sampling: policy, geometry, streams: ['motion'], openBackbone: open, openKeypointStream: () => Promise.reject(new Error('no keypoint stream here')), ...(before ? { decodeGroup: 1 } : {}) });
         const s0 = await cpuMs();
         const e0 = performance.now();
         let ok = 0;
