@@ -16,7 +16,7 @@ import { samplingKey, type FrameGeometry, type SamplingPolicy } from '../media/s
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { StreamLayout } from '../ml/stream-layout.js';
-import { DEFAULT_DECODE_GROUP, stopsTheRun, type ExtractStats } from './extract.js';
+import { decodeGroupSize, stopsTheRun, type ExtractStats } from './extract.js';
 import { contentHash, type FeatureKey, type FeatureSequence, type FeatureStore } from './feature-store.js';
 import { createStageTimings, DecodeAhead, LookupTrend, timeStage } from './pipeline-schedule.js';
 import { isKeypointStream, type FrameStream, type KeypointStreamId, type StreamId } from './streams.js';
@@ -274,7 +274,7 @@ export class StreamExtractor {
   async *extractMany<T extends { path: string }>(items: readonly T[], signal?: AbortSignal): AsyncGenerator<StreamOutcome<T>> {
     const fixed = this.opts.prefetch;
     const ahead = fixed !== undefined ? new DecodeAhead({ initial: fixed, min: Math.max(1, fixed), max: Math.max(1, fixed) }) : new DecodeAhead();
-    const group = Math.max(1, Math.floor(this.opts.decodeGroup ?? DEFAULT_DECODE_GROUP));
+    const group = decodeGroupSize(this.opts.decodeGroup, this.opts.sampling, this.opts.geometry);
     const pending: Array<Promise<Prepared | FramewiseError>> = [];
     let next = 0;
     // files are decoded in groups (one ffmpeg process each), as in Extractor.extractMany
