@@ -111,7 +111,19 @@ function readTrack(data: Uint8Array, trak: Box, movieTimescale: number): TrackFa
   fullBox(hr);
   hr.skip(4);
   const handler = String.fromCharCode(...hr.bytes(4));
-  if (handler === 'soun') return { handler, stream: { codec_type: 'audio' } };
+  if (handler === 'soun') {
+    // an audio track ffprobe would refuse (and with it the file) must not pass here: its header and chunk tables are checked
+    if (!parts.has('tkhd')) notSure('an audio track without tkhd');
+    const mr = boxReader(data, need(mdia, 'mdhd', 'mdia'));
+    fullBox(mr);
+    const minf = only(data, need(mdia, 'minf', 'mdia'), ['smhd', 'dinf', 'stbl', 'hdlr', ...LEAF_FREE]);
+    const stbl = only(data, need(minf, 'stbl', 'minf'), ['stsd', 'stts', 'ctts', 'stss', 'stsz', 'stsc', 'stco', 'co64', 'sdtp', 'sgpd', 'sbgp', 'free', 'skip']);
+    need(stbl, 'stsd', 'stbl');
+    need(stbl, 'stts', 'stbl');
+    need(stbl, 'stsz', 'stbl');
+    chunkTables(data, stbl);
+    return { handler, stream: { codec_type: 'audio' } };
+  }
   if (handler !== 'vide') notSure(`a '${handler}' track`);
 
   // tkhd: the display matrix and the track's size
@@ -218,15 +230,7 @@ function readTrack(data: Uint8Array, trak: Box, movieTimescale: number): TrackFa
   const fixedSize = stsz.u32();
   if (stsz.u32() !== sampleCount) notSure('stsz and stts count different samples');
   const firstSize = fixedSize !== 0 ? fixedSize : stsz.u32();
-  const stco = stbl.get('stco') ?? stbl.get('co64') ?? notSure('no chunk offsets');
-  if (stbl.has('stco') && stbl.has('co64')) notSure('two chunk offset tables');
-  const cr = boxReader(data, stco);
-  fullBox(cr);
-  if (cr.u32() === 0) notSure('no chunks');
-  const firstChunk = stco.type === 'co64' ? cr.u64() : cr.u32();
-  const scr = boxReader(data, need(stbl, 'stsc', 'stbl'));
-  fullBox(scr);
-  if (scr.u32() === 0 || scr.u32() !== 1) notSure('stsc');
+  const firstChunk = chunkTables(data, stbl);
 
   // ctts: the start without an edit list; negative offsets shift DTS (not followed)
   let firstCtts = 0;
@@ -298,6 +302,34 @@ function readTrack(data: Uint8Array, trak: Box, movieTimescale: number): TrackFa
     ...(identity ? {} : { side_data_list: [{ side_data_type: 'Display Matrix', rotation: displayRotation(a, b, c, d) }] }),
   };
   return { handler, stream, first: { offset: firstChunk, size: firstSize, nalLengthSize, spsNal } };
+}
+
+/**
+ * The chunk tables mov.c checks before it builds an index (a contradiction there fails the whole
+ * file in ffprobe): one stco or co64 with at least one chunk, an stsc whose first chunks start at
+ * 1, increase and stay within the chunks. The first chunk's offset.
+ */
+function chunkTables(data: Uint8Array, stbl: Map<string, Box>): number {
+  if (stbl.has('stco') && stbl.has('co64')) notSure('two chunk offset tables');
+  const stco = stbl.get('stco') ?? stbl.get('co64') ?? notSure('no chunk offsets');
+  const cr = boxReader(data, stco);
+  fullBox(cr);
+  const chunks = cr.u32();
+  if (chunks === 0 || chunks * (stco.type === 'co64' ? 8 : 4) > cr.left) notSure('chunk offsets');
+  const firstChunk = stco.type === 'co64' ? cr.u64() : cr.u32();
+  const scr = boxReader(data, need(stbl, 'stsc', 'stbl'));
+  fullBox(scr);
+  const entries = scr.u32();
+  if (entries === 0 || entries * 12 > scr.left) notSure('stsc');
+  let last = 0;
+  for (let i = 0; i < entries; i++) {
+    const first = scr.u32();
+    const perChunk = scr.u32();
+    scr.skip(4);
+    if ((i === 0 ? first !== 1 : first <= last) || first > chunks || perChunk === 0) notSure('stsc and the chunk offsets disagree');
+    last = first;
+  }
+  return firstChunk;
 }
 
 /** Does the first video sample carry only the SPS of avcC (the decoder could switch to another)? */
