@@ -94,6 +94,12 @@ beforeAll(async () => {
   await runFfmpeg(['-y', '-v', 'error', '-ss', '0.5', '-i', p('bframes.mp4'), '-c', 'copy', p('trimmed.mp4')]);
   await runFfmpeg(['-y', '-v', 'error', '-ss', '0.7', '-i', p('bframes.mp4'), '-c', 'copy', '-output_ts_offset', '2', p('trimmed-offset.mp4')]);
   for (const [name, { m }] of Object.entries(MATRICES)) await withMatrix(p('bframes.mp4'), p(name), m);
+  // the audio track's stsc names a chunk that does not exist (ffprobe refuses the whole file)
+  const audio = await readFile(p('audio.mp4'));
+  const stsc = audio.indexOf('stsc', audio.indexOf('soun'));
+  expect(stsc).toBeGreaterThan(0);
+  audio.writeUInt32BE(1000, stsc + 12 + 12 * (audio.readUInt32BE(stsc + 8) - 1)); // first_chunk of its last entry
+  await writeFile(p('audio-bad-stsc.mp4'), audio);
   // cut short: the moov at the end is gone; and the mdat of a faststart file overruns the file
   const whole = await readFile(p('bframes.mp4'));
   await writeFile(p('cut.mp4'), whole.subarray(0, Math.floor(whole.length / 2)));
@@ -115,7 +121,7 @@ describe('readMp4Probe against ffprobe', () => {
     expect(a).toEqual(b);
   });
 
-  const left = [...Object.keys(FFPROBE), ...Object.entries(MATRICES).filter(([, v]) => !v.own).map(([k]) => k), 'cut.mp4', 'cut-faststart.mp4'];
+  const left = [...Object.keys(FFPROBE), ...Object.entries(MATRICES).filter(([, v]) => !v.own).map(([k]) => k), 'cut.mp4', 'cut-faststart.mp4', 'audio-bad-stsc.mp4'];
   it.each(left)('%s: left to ffprobe, the same answer or error', async (name) => {
     const r = await readMp4Probe(p(name), (await stat(p(name))).size);
     expect('fallback' in r).toBe(true);
@@ -136,6 +142,7 @@ describe('readMp4Probe against ffprobe', () => {
     expect((await info('vfr.mp4')).fps).not.toBe(25);
     expect((await info('mirror.mp4')).rotation).toBe(180); // ffprobe's reading of a mirror: why it is not read in-process
     expect(await probe(p('cut.mp4')).catch((e: FramewiseError) => e.code)).toBe('FW_ERR_MEDIA_CORRUPT');
+    expect(typeof (await both(p('audio-bad-stsc.mp4'))).ffprobe).toBe('string'); // refused
   });
 });
 
