@@ -9,7 +9,7 @@
  * `pasp`), printed as ffprobe prints them. It reads only a narrow, common layout: a file that
  * starts with `ftyp`, one `moov`, boxes that lie inside the file, one H.264 (`avc1`) video track
  * with at most one plain edit, audio tracks, nothing fragmented. Anything else, or anything it is
- * not sure of, gives `undefined` with the reason, and the caller runs ffprobe: it never guesses.
+ * not sure of, gives `{ fallback: reason }`, and the caller runs ffprobe: it never guesses.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { parseSps, type SpsInfo } from './h264-sps.js';
