@@ -7,7 +7,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
-import { decodeFrames, probe, type FrameBatch, type MediaTools, type VideoInfo } from '../media/ffmpeg.js';
+import { decodeClips } from '../media/batch-decode.js';
+import { decodeFrames, probe, SPOOL_MAX_BYTES, type FrameBatch, type MediaTools, type VideoInfo } from '../media/ffmpeg.js';
 import { samplingKey, type FrameGeometry, type SamplingPolicy } from '../media/sampling.js';
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
@@ -27,6 +28,26 @@ export interface ExtractorOptions {
    * to the backbone's rate, from 2 up to 6 (`DecodeAhead`).
    */
   prefetch?: number;
+  /**
+   * Most clips `extractMany` decodes in one ffmpeg process (`decodeClips`: the same frames as one
+   * process per clip, without paying ffmpeg's start-up for each); 1 = one process per clip.
+   * @defaultValue `DEFAULT_DECODE_GROUP`
+   */
+  decodeGroup?: number;
+}
+
+/** Clips per ffmpeg process in `extractMany` (measured on surv_fight: 16 % less decode CPU at 4, 26 % at 8). */
+export const DEFAULT_DECODE_GROUP = 4;
+
+/**
+ * Clips per ffmpeg process for this sampling: `requested` (default `DEFAULT_DECODE_GROUP`), or 1
+ * when one clip's frames could exceed `SPOOL_MAX_BYTES` (long `fps` samplings: a group holds all
+ * its clips' frames at once).
+ */
+export function decodeGroupSize(requested: number | undefined, sampling: SamplingPolicy, geometry: FrameGeometry): number {
+  const most = sampling.kind === 'uniform' ? sampling.frames : sampling.maxFrames;
+  if (most * geometry.size * geometry.size * 3 > SPOOL_MAX_BYTES) return 1;
+  return Math.max(1, Math.floor(requested ?? DEFAULT_DECODE_GROUP));
 }
 
 export type ExtractOutcome<T> =
@@ -101,6 +122,15 @@ export class Extractor {
    * mode runs it in the decode worker.
    */
   async prepare(path: string, signal?: AbortSignal, probeAhead = this.lookups.mostlyMisses): Promise<Decoded> {
+    const found = await this.lookup(path, probeAhead);
+    if ('hit' in found) return found;
+    const frames = await timeStage(this.stats.timings, 'decodeMs', () => decodeFrames(found.info, this.opts.sampling, this.opts.geometry, { tools: this.opts.tools, ...(signal ? { signal } : {}) }));
+    this.stats.decoded++;
+    return { ...found, frames };
+  }
+
+  /** Checks, content hash and feature-store lookup of one file; on a miss its probe (which runs with the hash while lookups miss). */
+  private async lookup(path: string, probeAhead = this.lookups.mostlyMisses): Promise<{ hit: FeatureSequence } | { key: FeatureKey; info: VideoInfo }> {
     let st;
     try {
       st = await stat(path);
@@ -118,9 +148,30 @@ export class Extractor {
     this.lookups.observe(hit !== undefined);
     if (hit) return { hit };
     const info = await (probing ?? timeStage(timings, 'probeMs', () => probe(path, this.opts.tools)));
-    const frames = await timeStage(timings, 'decodeMs', () => decodeFrames(info, this.opts.sampling, this.opts.geometry, { tools: this.opts.tools, ...(signal ? { signal } : {}) }));
-    this.stats.decoded++;
-    return { key, info, frames };
+    return { key, info };
+  }
+
+  /**
+   * The decode stage of several files: each one's lookup as in `prepare`, then the misses decoded
+   * together in one ffmpeg process (`decodeClips`; the same frames, or each file's own error).
+   * `decodeMs` counts the group's decode once.
+   */
+  private async prepareGroup(paths: readonly string[], signal?: AbortSignal): Promise<Array<Decoded | FramewiseError>> {
+    const found = await Promise.all(paths.map((p) => this.lookup(p).catch((e: unknown) => toFramewiseError(e))));
+    const misses = found.flatMap((f, i) => (f instanceof FramewiseError || 'hit' in f ? [] : [{ i, key: f.key, info: f.info }]));
+    if (misses.length === 0) return found as Array<Decoded | FramewiseError>;
+    const { sampling: policy, geometry, tools } = this.opts;
+    const frames = await timeStage(this.stats.timings, 'decodeMs', () => decodeClips(misses.map((m) => ({ info: m.info, policy, geometry })), { tools, ...(signal ? { signal } : {}) }));
+    const out: Array<Decoded | FramewiseError> = found.map((f) => (f instanceof FramewiseError || 'hit' in f ? f : toFramewiseError(new Error('not decoded'))));
+    misses.forEach((m, j) => {
+      const f = frames[j];
+      if (f === undefined || f instanceof FramewiseError) out[m.i] = f ?? toFramewiseError(new Error('not decoded'));
+      else {
+        this.stats.decoded++;
+        out[m.i] = { key: m.key, info: m.info, frames: f };
+      }
+    });
+    return out;
   }
 
   private getBackbone(): Promise<Backbone> {
@@ -174,12 +225,19 @@ export class Extractor {
   async *extractMany<T extends { path: string }>(items: readonly T[], signal?: AbortSignal): AsyncGenerator<ExtractOutcome<T>> {
     const fixed = this.opts.prefetch;
     const ahead = fixed !== undefined ? new DecodeAhead({ initial: fixed, min: Math.max(1, fixed), max: Math.max(1, fixed) }) : new DecodeAhead();
+    const group = decodeGroupSize(this.opts.decodeGroup, this.opts.sampling, this.opts.geometry);
     const pending: Array<Promise<Decoded | FramewiseError>> = [];
     let next = 0;
+    // files are decoded in groups (one ffmpeg process each); a new group starts while fewer than depth + group files are pending, so a whole group is always under way
     const fill = (): void => {
-      while (next < items.length && pending.length < ahead.depth) {
-        const item = items[next++] as T;
-        pending.push(this.prepare(item.path, signal).catch((e: unknown) => toFramewiseError(e)));
+      while (next < items.length && pending.length < ahead.depth + (group > 1 ? group : 0)) {
+        const paths = items.slice(next, next + group).map((it) => it.path);
+        next += paths.length;
+        if (paths.length === 1) pending.push(this.prepare(paths[0] as string, signal).catch((e: unknown) => toFramewiseError(e)));
+        else {
+          const all = this.prepareGroup(paths, signal).catch((e: unknown) => paths.map(() => toFramewiseError(e)));
+          paths.forEach((_, j) => pending.push(all.then((r) => r[j] as Decoded | FramewiseError)));
+        }
       }
     };
     fill();

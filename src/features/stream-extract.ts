@@ -11,14 +11,14 @@
 import { stat } from 'node:fs/promises';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { probe, type MediaTools, type VideoInfo } from '../media/ffmpeg.js';
-import { decodeMulti, type MultiDecodeRequest, type MultiDecodeResult } from '../media/multi-decode.js';
+import { decodeMulti, decodeMultiClips, type MultiDecodeRequest, type MultiDecodeResult } from '../media/multi-decode.js';
 import type { FrameGeometry, SamplingPolicy } from '../media/sampling.js';
 import type { Backbone, BackboneInfo } from '../ml/backbone.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
 import type { StreamLayout } from '../ml/stream-layout.js';
-import { stopsTheRun, type ExtractStats } from './extract.js';
+import { decodeGroupSize, stopsTheRun, type ExtractStats } from './extract.js';
 import { contentHash, type FeatureKey, type FeatureSequence, type FeatureStore } from './feature-store.js';
-import { createStageTimings, timeStage } from './pipeline-schedule.js';
+import { createStageTimings, DecodeAhead, LookupTrend, timeStage } from './pipeline-schedule.js';
 import { backboneStreamVersion, streamFeatureKey } from './stream-keys.js';
 import { isKeypointStream, type FrameStream, type KeypointStreamId, type StreamId } from './streams.js';
 
@@ -34,8 +34,13 @@ export interface StreamExtractorOptions {
   /** Geometry of the rgb and motion frames. */
   geometry: FrameGeometry;
   streams: readonly StreamId[];
-  /** Files decoded ahead of the one being embedded (default 2). */
+  /**
+   * Files decoded ahead of the one being embedded: a fixed depth, or (default) a depth that adapts
+   * to the embed's rate, from 2 up to 6 (`DecodeAhead`).
+   */
   prefetch?: number;
+  /** Most clips `extractMany` decodes in one ffmpeg process (as `ExtractorOptions.decodeGroup`). @defaultValue `DEFAULT_DECODE_GROUP` */
+  decodeGroup?: number;
 }
 
 /** Per stream: frames embedded and the time it took (the stream's cost). */
@@ -51,6 +56,7 @@ export class StreamExtractor {
   readonly cost: StreamCost = {};
   private backbone: Promise<Backbone> | undefined;
   private readonly keypoint = new Map<KeypointStreamId, Promise<FrameStream>>();
+  private readonly lookups = new LookupTrend();
   /** The backbone's own description, once it has been opened (engine and backend in use). */
   loadedInfo: BackboneInfo | undefined;
 
@@ -115,8 +121,21 @@ export class StreamExtractor {
     return keys;
   }
 
-  /** The decode stage: store lookups, then one decode for every stream that missed. */
-  async prepare(path: string, signal?: AbortSignal): Promise<Prepared> {
+  /**
+   * The decode stage: store lookups, then one decode for every stream that missed. While recent
+   * lookups missed, the probe runs with the hash and lookups (its result is dropped on a hit).
+   */
+  async prepare(path: string, signal?: AbortSignal, probeAhead = this.lookups.mostlyMisses): Promise<Prepared> {
+    const found = await this.lookup(path, probeAhead);
+    if (!found.info || !found.request) return found;
+    const { info, request } = found;
+    const decoded = await timeStage(this.stats.timings, 'decodeMs', () => decodeMulti(info, this.opts.sampling, request, { tools: this.opts.tools, ...(signal ? { signal } : {}) }));
+    this.stats.decoded++;
+    return { seqs: found.seqs, keys: found.keys, info, decoded };
+  }
+
+  /** Checks, hash and store lookups of one file; on a miss, its probe and what to decode. */
+  private async lookup(path: string, probeAhead = this.lookups.mostlyMisses): Promise<Prepared & { request?: MultiDecodeRequest }> {
     let st;
     try {
       st = await stat(path);
@@ -126,9 +145,14 @@ export class StreamExtractor {
     if (!st.isFile()) throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `not a regular file: ${path}`);
     if (st.size === 0) throw new FramewiseError('FW_ERR_INPUT_EMPTY_FILE', `file is empty (0 bytes): ${path}`);
     const { timings } = this.stats;
+    const probing = probeAhead ? timeStage(timings, 'probeMs', () => probe(path, this.opts.tools)) : undefined;
+    // a probe that turns out not to be needed (all hits, or a failed lookup) is not an unhandled rejection
+    probing?.catch(() => undefined);
     const keys = await this.keysFor(await timeStage(timings, 'hashMs', () => contentHash(path)));
     const seqs = await timeStage(timings, 'storeReadMs', () => Promise.all(keys.map((k) => this.opts.store.get(k))));
-    if (seqs.every((s) => s !== undefined)) return { seqs, keys };
+    const allHit = seqs.every((s) => s !== undefined);
+    this.lookups.observe(allHit);
+    if (allHit) return { seqs, keys };
     const request: MultiDecodeRequest = {};
     for (const [i, id] of this.opts.streams.entries()) {
       if (seqs[i]) continue;
@@ -136,10 +160,31 @@ export class StreamExtractor {
       else if (id === 'motion') request.motion = this.opts.geometry;
       else (request.letterbox ??= []).push((await this.getKeypoint(id)).inputSize);
     }
-    const info = await timeStage(timings, 'probeMs', () => probe(path, this.opts.tools));
-    const decoded = await timeStage(timings, 'decodeMs', () => decodeMulti(info, this.opts.sampling, request, { tools: this.opts.tools, ...(signal ? { signal } : {}) }));
-    this.stats.decoded++;
-    return { seqs, keys, info, decoded };
+    const info = await (probing ?? timeStage(timings, 'probeMs', () => probe(path, this.opts.tools)));
+    return { seqs, keys, info, request };
+  }
+
+  /** The decode stage of several files: lookups as in `prepare`, then the misses decoded together in one ffmpeg process (`decodeMultiClips`). */
+  private async prepareGroup(paths: readonly string[], signal?: AbortSignal): Promise<Array<Prepared | FramewiseError>> {
+    const found = await Promise.all(paths.map((p) => this.lookup(p).catch((e: unknown) => toFramewiseError(e))));
+    const misses = found.flatMap((f, i) => (f instanceof FramewiseError || !f.info || !f.request ? [] : [{ i, f, info: f.info, request: f.request }]));
+    if (misses.length === 0) return found;
+    const decoded = await timeStage(this.stats.timings, 'decodeMs', () =>
+      decodeMultiClips(
+        misses.map((m) => ({ info: m.info, policy: this.opts.sampling, request: m.request })),
+        { tools: this.opts.tools, ...(signal ? { signal } : {}) },
+      ),
+    );
+    const out: Array<Prepared | FramewiseError> = [...found];
+    misses.forEach((m, j) => {
+      const d = decoded[j];
+      if (d === undefined || d instanceof FramewiseError) out[m.i] = d ?? toFramewiseError(new Error('not decoded'));
+      else {
+        this.stats.decoded++;
+        out[m.i] = { seqs: m.f.seqs, keys: m.f.keys, info: m.info, decoded: d };
+      }
+    });
+    return out;
   }
 
   /** The embed stage: embed and store each stream that missed. */
@@ -219,21 +264,37 @@ export class StreamExtractor {
     return out;
   }
 
-  /** The streams of many files, in input order, decoding up to `prefetch` files ahead of the embed. */
+  /**
+   * The streams of many files, in input order, decoding files ahead of the embed (`prefetch`, or a
+   * depth that adapts to the embed's rate). The embed side's wait for each decode is
+   * `timings.decodeWaitMs`. A failure of one file is an outcome, never an exception.
+   */
   async *extractMany<T extends { path: string }>(items: readonly T[], signal?: AbortSignal): AsyncGenerator<StreamOutcome<T>> {
-    const ahead = Math.max(1, this.opts.prefetch ?? 2);
+    const fixed = this.opts.prefetch;
+    const ahead = fixed !== undefined ? new DecodeAhead({ initial: fixed, min: Math.max(1, fixed), max: Math.max(1, fixed) }) : new DecodeAhead();
+    const group = decodeGroupSize(this.opts.decodeGroup, this.opts.sampling, this.opts.geometry);
     const pending: Array<Promise<Prepared | FramewiseError>> = [];
-    const start = (i: number): void => {
-      const item = items[i];
-      if (item) pending.push(this.prepare(item.path, signal).catch((e: unknown) => toFramewiseError(e)));
-    };
     let next = 0;
-    while (next < Math.min(ahead, items.length)) start(next++);
+    // files are decoded in groups (one ffmpeg process each), as in Extractor.extractMany
+    const fill = (): void => {
+      while (next < items.length && pending.length < ahead.depth + (group > 1 ? group : 0)) {
+        const paths = items.slice(next, next + group).map((it) => it.path);
+        next += paths.length;
+        if (paths.length === 1) pending.push(this.prepare(paths[0] as string, signal).catch((e: unknown) => toFramewiseError(e)));
+        else {
+          const all = this.prepareGroup(paths, signal).catch((e: unknown) => paths.map(() => toFramewiseError(e)));
+          paths.forEach((_, j) => pending.push(all.then((r) => r[j] as Prepared | FramewiseError)));
+        }
+      }
+    };
+    fill();
     for (let i = 0; i < items.length; i++) {
       if (signal?.aborted) return;
       const item = items[i] as T;
+      const w0 = performance.now();
       const d = await (pending.shift() as Promise<Prepared | FramewiseError>);
-      if (next < items.length) start(next++);
+      const waitMs = performance.now() - w0;
+      fill();
       if (d instanceof FramewiseError) {
         if (stopsTheRun(d) || d.code === 'FW_ERR_STREAM_UNAVAILABLE') throw d;
         this.stats.failed++;
@@ -245,15 +306,22 @@ export class StreamExtractor {
         yield { item, ok: true, seqs: d.seqs as FeatureSequence[], cached: true };
         continue;
       }
+      this.stats.timings.decodeWaitMs += waitMs;
+      let seqs: FeatureSequence[];
       try {
-        yield { item, ok: true, seqs: await this.embed(d), cached: false };
+        const e0 = performance.now();
+        seqs = await this.embed(d);
+        ahead.observe(waitMs, performance.now() - e0);
+        fill();
       } catch (err) {
         const error = toFramewiseError(err);
         // a model that cannot load is not this file's fault: stop the batch
         if (stopsTheRun(error) || error.code === 'FW_ERR_STREAM_UNAVAILABLE') throw error;
         this.stats.failed++;
         yield { item, ok: false, error };
+        continue;
       }
+      yield { item, ok: true, seqs, cached: false };
     }
   }
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FramewiseError, toStorageError } from '../errors/index.js';
 import { buildDecodeArgs, buildInputGuardArgs, buildProbeArgs, demuxerOf, isAllowedContainer, parseRefusedDemuxer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
+import { readMp4Probe, type ProbeJson, type ProbeStreamJson } from './mp4-probe.js';
 import { targetTimes, type DecodePolicy, type FrameGeometry } from './sampling.js';
 
 export interface MediaTools {
@@ -18,6 +19,8 @@ export interface MediaTools {
   maxPixels: number;
   /** Kill a decode that runs longer than this. */
   decodeTimeoutMs: number;
+  /** Who reads stream information (`ProbeOptions.reader`). @defaultValue `auto` */
+  probeReader?: 'auto' | 'ffprobe';
 }
 
 export const DEFAULT_MEDIA_TOOLS: MediaTools = { ffmpegPath: 'ffmpeg', ffprobePath: 'ffprobe', maxPixels: 7680 * 4320, decodeTimeoutMs: 600_000 };
@@ -120,28 +123,7 @@ const parseRate = (r: unknown): number => {
 
 const num = (v: unknown): number => (v === undefined || v === null || v === '' ? NaN : Number(v));
 
-interface ProbeStream {
-  codec_type?: string;
-  codec_name?: string;
-  width?: number;
-  height?: number;
-  coded_width?: number;
-  coded_height?: number;
-  sample_aspect_ratio?: string;
-  avg_frame_rate?: string;
-  r_frame_rate?: string;
-  start_time?: string;
-  duration?: string;
-  nb_frames?: string;
-  disposition?: { attached_pic?: number };
-  tags?: Record<string, string>;
-  side_data_list?: Array<{ rotation?: number; side_data_type?: string }>;
-}
-
-interface ProbeJson {
-  streams?: ProbeStream[];
-  format?: { format_name?: string; duration?: string; start_time?: string };
-}
+type ProbeStream = ProbeStreamJson;
 
 /** `HH:MM:SS.fraction` (Matroska's DURATION tag) in seconds; NaN when it is not one. */
 const parseClock = (v: unknown): number => {
@@ -203,10 +185,30 @@ async function looksLikeContainer(path: string): Promise<boolean> {
   }
 }
 
-/** ffprobe a file: a `VideoInfo`, or a documented error for anything that is not a decodable video. */
-export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOLS): Promise<VideoInfo> {
+export interface ProbeOptions {
+  /**
+   * Who reads the file's stream information: `auto` reads plain MP4/MOV files itself (their
+   * `moov` box, `readMp4Probe`: the same answer as ffprobe without a process) and asks ffprobe for
+   * everything else; `ffprobe` always asks ffprobe. @defaultValue `auto`
+   */
+  reader?: 'auto' | 'ffprobe';
+}
+
+/**
+ * Probe a file: a `VideoInfo`, or a documented error for anything that is not a decodable video.
+ * Plain MP4/MOV files are read in-process (`readMp4Probe`); any other file, and any MP4 that
+ * reader is not sure of, goes to ffprobe.
+ */
+export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOLS, options: ProbeOptions = {}): Promise<VideoInfo> {
   const abs = resolve(path);
   const sizeBytes = await checkFile(abs);
+  const own = (options.reader ?? tools.probeReader ?? 'auto') === 'auto' ? await readMp4Probe(abs, sizeBytes) : undefined;
+  const json = own !== undefined && 'json' in own ? own.json : await runFfprobe(abs, path, tools);
+  return toVideoInfo(json, abs, path, sizeBytes, tools);
+}
+
+/** ffprobe's JSON for a file, or the documented error for what it refuses. */
+async function runFfprobe(abs: string, path: string, tools: MediaTools): Promise<ProbeJson> {
   const res = await runToEnd(tools.ffprobePath, buildProbeArgs(`file:${abs}`), 60_000);
   if (res.code !== 0) {
     // a demuxer outside the allow-list (hls, dash, concat, image2 …): refused when opened, before it reads anything else
@@ -219,12 +221,15 @@ export async function probe(path: string, tools: MediaTools = DEFAULT_MEDIA_TOOL
     if (res.signal) throw new FramewiseError('FW_ERR_MEDIA_DECODE_FAILED', `ffprobe killed by ${res.signal}: ${path}`);
     throw new FramewiseError('FW_ERR_MEDIA_NOT_VIDEO', `not a video file (ffprobe: ${tail || `exit ${res.code}`}): ${path}`);
   }
-  let json: ProbeJson;
   try {
-    json = JSON.parse(res.stdout.toString('utf8')) as ProbeJson;
+    return JSON.parse(res.stdout.toString('utf8')) as ProbeJson;
   } catch (e) {
     throw new FramewiseError('FW_ERR_MEDIA_DECODE_FAILED', `ffprobe printed unreadable JSON for ${path}`, { cause: e });
   }
+}
+
+/** A `VideoInfo` from ffprobe's JSON (or `readMp4Probe`'s, which has the same fields), with the checks every probe makes. */
+function toVideoInfo(json: ProbeJson, abs: string, path: string, sizeBytes: number, tools: MediaTools): VideoInfo {
   const container = json.format?.format_name ?? 'unknown';
   // ffprobe applied the allow-list already; checked again in case the binary ignores it
   if (!isAllowedContainer(container)) throw refusedContainer(demuxerOf(container), path);
@@ -522,6 +527,23 @@ function classifyDecodeFailure(path: string, closed: { code: number | null; sign
 /** Share of the declared duration that must decode for a clip to count as whole. */
 export const TRUNCATION_COVERAGE = 0.9;
 
+/**
+ * A clip whose frames stop well before its declared end is truncated: `FW_ERR_MEDIA_TRUNCATED`
+ * rather than labelling half a clip (uniform sampling only; `times` of the decoded frames).
+ */
+export function checkClipCoverage(info: VideoInfo, policy: DecodePolicy, times: readonly number[]): void {
+  if (policy.kind === 'uniform' && info.durationSec > 0 && times.length > 0) {
+    const interval = info.fps > 0 ? 1 / info.fps : 0.1;
+    const reached = (times[times.length - 1] as number) + interval;
+    const lastTarget = info.durationSec * (1 - 0.5 / policy.frames);
+    if (reached + 2 * interval < lastTarget * TRUNCATION_COVERAGE) {
+      throw new FramewiseError('FW_ERR_MEDIA_TRUNCATED', `the video stops at ${reached.toFixed(2)} s of its declared ${info.durationSec.toFixed(2)} s (truncated file): ${info.path}`, {
+        details: { decodedSec: reached, durationSec: info.durationSec },
+      });
+    }
+  }
+}
+
 /** Decode the sampled frames of a clip into one batch (use `streamFrames` for long videos). */
 export async function decodeFrames(info: VideoInfo, policy: DecodePolicy, geometry: FrameGeometry, options: DecodeOptions = {}): Promise<FrameBatch> {
   const frames: Uint8Array[] = [];
@@ -532,17 +554,7 @@ export async function decodeFrames(info: VideoInfo, policy: DecodePolicy, geomet
     frames.push(f.data);
     times.push(f.time);
   }
-  if (policy.kind === 'uniform' && info.durationSec > 0 && times.length > 0) {
-    // a clip whose frames stop well before its declared end is truncated: say so rather than label half a clip
-    const interval = info.fps > 0 ? 1 / info.fps : 0.1;
-    const reached = (times[times.length - 1] as number) + interval;
-    const lastTarget = info.durationSec * (1 - 0.5 / policy.frames);
-    if (reached + 2 * interval < lastTarget * TRUNCATION_COVERAGE) {
-      throw new FramewiseError('FW_ERR_MEDIA_TRUNCATED', `the video stops at ${reached.toFixed(2)} s of its declared ${info.durationSec.toFixed(2)} s (truncated file): ${info.path}`, {
-        details: { decodedSec: reached, durationSec: info.durationSec },
-      });
-    }
-  }
+  checkClipCoverage(info, policy, times);
   const frameBytes = geometry.size * geometry.size * 3;
   const data = new Uint8Array(frames.length * frameBytes);
   frames.forEach((f, i) => data.set(f, i * frameBytes));

@@ -15,7 +15,8 @@
  * (`windows`) stream the same outputs, frame by frame, through `streamMulti` (multi-stream.ts).
  */
 import { spawn } from 'node:child_process';
-import { FramewiseError } from '../errors/index.js';
+import { FramewiseError, toFramewiseError } from '../errors/index.js';
+import { groupInputArgs, runGrouped } from './batch-decode.js';
 import { buildGeometryFilters, buildInputGuardArgs, buildMotionFilters, buildPolicySelect, demuxerOf, isAllowedContainer, parseShowinfoTime, ZERO_CLOCK_FILTER } from './ffmpeg-args.js';
 import { DEFAULT_MEDIA_TOOLS, refusedContainer, type FrameBatch, type MediaTools, type VideoInfo } from './ffmpeg.js';
 import { targetTimes, type DecodePolicy, type FrameGeometry, type SamplingPolicy } from './sampling.js';
@@ -169,18 +170,30 @@ export async function decodeMulti(info: VideoInfo, policy: SamplingPolicy, reque
   const t = parseShowinfoTime(line);
   if (t !== undefined) times.push(t);
   if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
-  const frames = plan.branches.map((b, i) => {
-    const bytes = Buffer.concat(chunks[i] as Buffer[]);
-    const frameBytes = b.size * b.size * 3;
-    return { branch: b, count: Math.floor(bytes.length / frameBytes), bytes, frameBytes };
-  });
-  const count = frames[0]?.count ?? 0;
-  if (count === 0) {
+  const outputs = plan.branches.map((_, i) => Buffer.concat(chunks[i] as Buffer[]));
+  if (countOf(plan.branches, outputs) === 0) {
     const tail = stderr.trim().split('\n').slice(-3).join(' | ');
     if (closed.signal) throw new FramewiseError('FW_ERR_MEDIA_DECODE_FAILED', `ffmpeg killed by ${closed.signal}: ${info.path}`);
     if (/Decoder \(codec [^)]*\) not found|Unsupported codec|no decoder/i.test(stderr)) throw new FramewiseError('FW_ERR_MEDIA_UNSUPPORTED_CODEC', `no decoder for this video's codec: ${info.path}: ${tail}`);
     throw new FramewiseError('FW_ERR_MEDIA_CORRUPT', `no frame could be decoded (corrupt or truncated video): ${info.path}${tail ? `: ${tail}` : ''}`);
   }
+  return assembleMulti(info, request, plan.branches, outputs, times, frameInterval);
+}
+
+/** Frames of the first output (every output is given this many). */
+function countOf(branches: readonly Branch[], outputs: readonly Buffer[]): number {
+  const b = branches[0];
+  return b ? Math.floor((outputs[0]?.length ?? 0) / (b.size * b.size * 3)) : 0;
+}
+
+/** The result of one clip's multi-output decode from its outputs' bytes and its showinfo times. */
+function assembleMulti(info: VideoInfo, request: MultiDecodeRequest, branches: readonly Branch[], outputs: readonly Buffer[], times: readonly number[], frameInterval: number): MultiDecodeResult {
+  const frames = branches.map((b, i) => {
+    const bytes = outputs[i] as Buffer;
+    const frameBytes = b.size * b.size * 3;
+    return { branch: b, count: Math.floor(bytes.length / frameBytes), bytes, frameBytes };
+  });
+  const count = frames[0]?.count ?? 0;
   // showinfo times are already seconds from the first frame (the zero clock)
   const frameTimes = Array.from({ length: count }, (_, k) => Math.max(0, times[k] ?? (times[times.length - 1] ?? 0) + frameInterval * (k - times.length + 1)));
   const out: MultiDecodeResult = { times: frameTimes };
@@ -195,4 +208,63 @@ export async function decodeMulti(info: VideoInfo, policy: SamplingPolicy, reque
   }
   if (request.letterbox) out.letterbox = request.letterbox.map((s) => letterboxes.get(s) as LetterboxBatch);
   return out;
+}
+
+
+/** One clip of a grouped multi-output decode. */
+export interface MultiClip {
+  info: VideoInfo;
+  policy: SamplingPolicy;
+  request: MultiDecodeRequest;
+}
+
+/**
+ * Several clips' multi-output decodes in one ffmpeg process (see media/batch-decode.ts: ffmpeg's
+ * start-up paid once): each clip keeps its own input, its own `buildMultiDecodeArgs` graph (its
+ * labels renamed) and its own pipes, so each result is what `decodeMulti` gives, byte for byte.
+ * When the process fails, or a clip gives no frame or an incomplete timestamp list, those clips
+ * are decoded again alone with `decodeMulti`, which gives their frames or their error.
+ */
+export async function decodeMultiClips(clips: readonly MultiClip[], options: { tools?: MediaTools; signal?: AbortSignal } = {}): Promise<Array<MultiDecodeResult | FramewiseError>> {
+  const tools = options.tools ?? DEFAULT_MEDIA_TOOLS;
+  const alone = (c: MultiClip): Promise<MultiDecodeResult | FramewiseError> =>
+    decodeMulti(c.info, c.policy, c.request, { tools, ...(options.signal ? { signal: options.signal } : {}) }).catch((e: unknown) => {
+      if (options.signal?.aborted) throw e;
+      return toFramewiseError(e);
+    });
+  if (clips.length <= 1) return Promise.all(clips.map(alone));
+  const refused = clips.find((c) => !isAllowedContainer(c.info.container));
+  if (refused) throw refusedContainer(demuxerOf(refused.info.container), refused.info.path);
+  const inputs: string[] = [];
+  const graphs: string[] = [];
+  const outputs: string[] = [];
+  const plans: Array<{ branches: Branch[]; first: number; frameInterval: number }> = [];
+  let fd = 0;
+  clips.forEach((c, k) => {
+    const frameInterval = c.info.fps > 0 ? 1 / c.info.fps : 1 / 30;
+    const targets = c.policy.kind === 'uniform' ? targetTimes(c.policy, 0, c.info.durationSec) : undefined;
+    const plan = buildMultiDecodeArgs(`file:${c.info.path}`, c.policy, c.request, { demuxer: demuxerOf(c.info.container), frameInterval }, targets);
+    inputs.push(...groupInputArgs(plan.args));
+    const graph = plan.args[plan.args.indexOf('-filter_complex') + 1] as string;
+    // this clip's input, labels and showinfo instance
+    graphs.push(graph.replace('[0:v:0]', `[${k}:v:0]`).replace(/\[(s?o\d+)\]/g, `[c${k}$1]`).replace(/,showinfo\[/, `,showinfo@c${k}[`));
+    plans.push({ branches: plan.branches, first: fd, frameInterval });
+    plan.branches.forEach((_, b) => {
+      outputs.push('-map', `[c${k}o${b}]`, '-fps_mode', 'passthrough', '-frames:v', String(plan.maxFrames), '-f', 'rawvideo', '-pix_fmt', 'rgb24', fd === 0 ? 'pipe:1' : `pipe:${fd + 2}`);
+      fd++;
+    });
+  });
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'info', ...inputs, '-filter_complex', graphs.join(';'), ...outputs];
+  const run = await runGrouped(args, fd, clips.length, tools, options.signal);
+  if (!run.ok) return Promise.all(clips.map(alone));
+  return Promise.all(
+    clips.map(async (c, k): Promise<MultiDecodeResult | FramewiseError> => {
+      const plan = plans[k] as (typeof plans)[number];
+      const mine = run.outputs.slice(plan.first, plan.first + plan.branches.length);
+      const times = run.times[k] as number[];
+      const count = countOf(plan.branches, mine);
+      if (count === 0 || times.length !== count) return alone(c);
+      return assembleMulti(c.info, c.request, plan.branches, mine, times, plan.frameInterval);
+    }),
+  );
 }

@@ -24,13 +24,16 @@
  *   realclips   (only with `--only realclips`, needs ../shared/datasets/surv_fight) the first 100
  *               real CCTV clips: `extract` (fresh feature store, backbone opened before the clock)
  *               vs bare `ffmpeg -threads 2 -i F -vf scale=224:-2 -f null -` over the same clips,
- *               interleaved in the same run; the ratio, clips/s and the per-stage breakdown
+ *               interleaved in the same run; the ratio, clips/s and the per-stage breakdown,
+ *               for the rgb-only path and the default `motion` stream path
  *
  * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,
  *          --windows-minutes 1,10,60 (the video lengths of the windows section),
  *          --windows-model DIR (the head the windows section labels with: default the bundled one;
  *          a head over other streams, e.g. motion,pose, measures the multi-stream pass),
- *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2)
+ *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2),
+ *          --realclips-paths rgb,motion (which extract paths; default both; `rgb-before`, `motion-before`:
+ *          the same with ffprobe per clip and one ffmpeg process per clip, as before issue 12's last changes)
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -58,7 +61,7 @@ import { makeTempDir, removeDir } from '../helpers/clips.js';
 import { decodeLetterboxed } from '../helpers/letterbox.js';
 
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' }, 'windows-model': { type: 'string' }, realclips: { type: 'string' }, reps: { type: 'string' } },
+  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' }, 'windows-model': { type: 'string' }, realclips: { type: 'string' }, 'realclips-paths': { type: 'string' }, reps: { type: 'string' } },
 });
 const only = values.only ? new Set(values.only.split(',')) : undefined;
 const want = (s: string): boolean => !only || only.has(s);
@@ -457,16 +460,19 @@ async function cpuMs(): Promise<{ self: number; children: number }> {
 
 /**
  * Real clips: the first N of surv_fight, `extract` with a fresh feature store vs bare ffmpeg
- * decoding of the same clips (`-threads 2 -vf scale=224:-2 -f null -`), the two passes
- * interleaved in the same run (the machine's load hits both alike); the ratio of their times,
- * clips/s and where extract's time went (summed per stage; parallel stages overlap). Also the CPU
- * time of each pass (this process and its ffmpeg/ffprobe children), which the load of other
- * processes on the machine disturbs far less than the wall time.
+ * decoding of the same clips (`-threads 2 -vf scale=224:-2 -f null -`), the passes interleaved in
+ * the same run (the machine's load hits them alike); for each extract path (`rgb`: the rgb-only
+ * decode, `Extractor`; `motion`: the default training stream, the multi-output decode,
+ * `StreamExtractor`) the ratio of its time to bare decoding, clips/s and where its time went
+ * (summed per stage; parallel stages overlap). Also the CPU time of each pass (this process and
+ * its ffmpeg/ffprobe children), which the load of other processes disturbs far less than the wall
+ * time.
  */
 async function benchRealClips(dir: string): Promise<void> {
   const { readFile } = await import('node:fs/promises');
   const { existsSync } = await import('node:fs');
   const { Extractor } = await import('../../src/features/extract.js');
+  const { StreamExtractor } = await import('../../src/features/stream-extract.js');
   const { FeatureStore } = await import('../../src/features/feature-store.js');
   const { openBackbone } = await import('../../src/jobs/runtime.js');
   const { backboneIdentity } = await import('../../src/ml/backbone-specs.js');
@@ -478,6 +484,8 @@ async function benchRealClips(dir: string): Promise<void> {
   }
   const n = Number(values.realclips ?? 100);
   const reps = Math.max(1, Number(values.reps ?? (quick ? 1 : 2)));
+  // `-before`: the same path as before the in-process MP4 reader and grouped decodes (ffprobe per clip, one ffmpeg per clip)
+  const paths = (values['realclips-paths'] ?? 'rgb,motion').split(',') as Array<'rgb' | 'motion' | 'rgb-before' | 'motion-before'>;
   const rows = (await readFile(join(data, 'manifest.csv'), 'utf8')).trim().split('\n').slice(1, n + 1);
   const clips = rows.map((r) => join(data, r.split(',')[0] as string));
   const rt = runtimeFromConfig(loadConfig({}));
@@ -494,49 +502,67 @@ async function benchRealClips(dir: string): Promise<void> {
       for (const clip of clips) await timeCommand('ffmpeg', ['-v', 'error', '-threads', '2', '-i', clip, '-vf', 'scale=224:-2', '-f', 'null', '-']);
       const bareMs = performance.now() - b0;
       const c1 = await cpuMs();
-      const store = new FeatureStore(join(dir, `realclips-store-${r}`));
-      const extractor = new Extractor({ tools: rt.tools, store, identity, sampling: policy, geometry, openBackbone: () => Promise.resolve(backbone) }, true);
-      const e0 = performance.now();
-      let ok = 0;
-      for await (const o of extractor.extractMany(clips.map((path) => ({ path })))) if (o.ok) ok++;
-      const extractMs = performance.now() - e0;
-      const c2 = await cpuMs();
       const bareCpuMs = c1.children - c0.children + (c1.self - c0.self);
-      const extractCpuMs = c2.children - c1.children + (c2.self - c1.self);
-      const run = {
-        clips: clips.length,
-        ok,
-        bareMs: Math.round(bareMs),
-        extractMs: Math.round(extractMs),
-        ratio: extractMs / bareMs,
-        clipsPerSec: (ok / extractMs) * 1000,
-        bareCpuMs,
-        extractCpuMs,
-        cpuRatio: extractCpuMs / bareCpuMs,
-        timings: roundTimings(extractor.stats.timings),
-        load: loadavg()[0] ?? 0,
-      };
-      runs.push(run);
-      const t = run.timings;
-      log(
-        `realclips  pass ${r + 1}: ${ok}/${clips.length} clips · extract ${fmt(extractMs / 1000)} s (${fmt(run.clipsPerSec, 2)} clips/s) vs bare ffmpeg ${fmt(bareMs / 1000)} s · ratio ${fmt(run.ratio, 2)} · load ${fmt(run.load, 1)}`,
-      );
-      log(`realclips  CPU: extract ${fmt(extractCpuMs / 1000)} s (ffmpeg/ffprobe ${fmt((c2.children - c1.children) / 1000)} s) vs bare ffmpeg ${fmt(bareCpuMs / 1000)} s · CPU ratio ${fmt(run.cpuRatio, 2)}`);
-      log(`realclips  stages (summed ms): hash ${t.hashMs} · store read ${t.storeReadMs} · probe ${t.probeMs} · decode ${t.decodeMs} · decode wait ${t.decodeWaitMs} · embed ${t.embedMs} · store write ${t.storeWriteMs}`);
+      log(`realclips  pass ${r + 1}: bare ffmpeg ${fmt(bareMs / 1000)} s (CPU ${fmt(bareCpuMs / 1000)} s) · load ${fmt(loadavg()[0] ?? 0, 1)}`);
+      for (const path of paths) {
+        const store = new FeatureStore(join(dir, `realclips-store-${path}-${r}`));
+        const open = (): Promise<typeof backbone> => Promise.resolve(backbone);
+        const before = path.endsWith('-before');
+        const tools = before ? { ...rt.tools, probeReader: 'ffprobe' as const } : rt.tools;
+        const extractor = path.startsWith('rgb')
+          ? new Extractor({ tools, store, identity, sampling: policy, geometry, openBackbone: open, ...(before ? { decodeGroup: 1 } : {}) }, true)
+          : new StreamExtractor({ tools, store, identity, sampling: policy, geometry, streams: ['motion'], openBackbone: open, openKeypointStream: () => Promise.reject(new Error('no keypoint stream here')), ...(before ? { decodeGroup: 1 } : {}) });
+        const s0 = await cpuMs();
+        const e0 = performance.now();
+        let ok = 0;
+        for await (const o of extractor.extractMany(clips.map((p) => ({ path: p })))) if (o.ok) ok++;
+        const extractMs = performance.now() - e0;
+        const s1 = await cpuMs();
+        const extractCpuMs = s1.children - s0.children + (s1.self - s0.self);
+        const run = {
+          pass: r + 1,
+          path,
+          clips: clips.length,
+          ok,
+          bareMs: Math.round(bareMs),
+          extractMs: Math.round(extractMs),
+          ratio: extractMs / bareMs,
+          clipsPerSec: (ok / extractMs) * 1000,
+          bareCpuMs,
+          extractCpuMs,
+          childCpuMs: s1.children - s0.children,
+          cpuRatio: extractCpuMs / bareCpuMs,
+          timings: roundTimings(extractor.stats.timings),
+          load: loadavg()[0] ?? 0,
+        };
+        runs.push(run);
+        const t = run.timings;
+        log(
+          `realclips  pass ${r + 1} ${path.padEnd(6)}: ${ok}/${clips.length} clips · extract ${fmt(extractMs / 1000)} s (${fmt(run.clipsPerSec, 2)} clips/s) vs bare ffmpeg ${fmt(bareMs / 1000)} s · ratio ${fmt(run.ratio, 2)} · load ${fmt(run.load, 1)}`,
+        );
+        log(`realclips  pass ${r + 1} ${path.padEnd(6)}: CPU extract ${fmt(extractCpuMs / 1000)} s (ffmpeg/ffprobe ${fmt(run.childCpuMs / 1000)} s) vs bare ffmpeg ${fmt(bareCpuMs / 1000)} s · CPU ratio ${fmt(run.cpuRatio, 2)}`);
+        log(
+          `realclips  pass ${r + 1} ${path.padEnd(6)}: stages (summed ms): hash ${t.hashMs} · store read ${t.storeReadMs} · probe ${t.probeMs} · decode ${t.decodeMs} · decode wait ${t.decodeWaitMs} · embed ${t.embedMs} · store write ${t.storeWriteMs}`,
+        );
+      }
     }
   } finally {
     await backbone.dispose();
   }
-  const ratios = runs.map((x) => Number(x.ratio));
+  const summary: Record<string, unknown> = {};
+  for (const path of paths) {
+    const mine = runs.filter((x) => x.path === path);
+    const m = { medianRatio: median(mine.map((x) => Number(x.ratio))), medianCpuRatio: median(mine.map((x) => Number(x.cpuRatio))), medianClipsPerSec: median(mine.map((x) => Number(x.clipsPerSec))) };
+    summary[path] = m;
+    log(`realclips  ${path}: extract / bare decode: median ratio ${fmt(m.medianRatio, 2)} (CPU ${fmt(m.medianCpuRatio, 2)}) · ${fmt(m.medianClipsPerSec, 2)} clips/s over ${mine.length} interleaved pass(es)`);
+  }
   results.realclips = {
     dataset: 'surv_fight (first clips of manifest.csv)',
     sampling: 'uniform:16, 224 centre crop',
     bareCommand: 'ffmpeg -threads 2 -i F -vf scale=224:-2 -f null -',
-    medianRatio: median(ratios),
-    medianCpuRatio: median(runs.map((x) => Number(x.cpuRatio))),
+    summary,
     runs,
   };
-  log(`realclips  extract / bare decode: median ratio ${fmt(median(ratios), 2)} over ${runs.length} interleaved pass(es)`);
 }
 
 async function main(): Promise<void> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { addTimings, createStageTimings, DecodeAhead, LookupTrend, roundTimings, timeStage } from '../../src/features/pipeline-schedule.js';
+import { decodeGroupSize, DEFAULT_DECODE_GROUP } from '../../src/features/extract.js';
 
 describe('DecodeAhead', () => {
   it('goes deeper while the embed waits for decodes, up to its maximum', () => {
@@ -63,5 +64,17 @@ describe('stage timings', () => {
     addTimings(sum, t);
     expect(sum.probeMs).toBeCloseTo(2 * t.probeMs, 6);
     expect(Number.isInteger(roundTimings(sum).probeMs)).toBe(true);
+  });
+});
+
+describe('decodeGroupSize', () => {
+  it('groups clips (default 4, or as asked), but never clips whose frames could exceed the spool limit', () => {
+    const g = { size: 224, crop: 'center' } as const;
+    expect(decodeGroupSize(undefined, { kind: 'uniform', frames: 16 }, g)).toBe(DEFAULT_DECODE_GROUP);
+    expect(decodeGroupSize(8, { kind: 'uniform', frames: 16 }, g)).toBe(8);
+    expect(decodeGroupSize(0, { kind: 'uniform', frames: 16 }, g)).toBe(1);
+    // 100,000 frames of 224² rgb24 (15 GB) are decoded one clip per process
+    expect(decodeGroupSize(undefined, { kind: 'fps', fps: 30, maxFrames: 100_000 }, g)).toBe(1);
+    expect(decodeGroupSize(undefined, { kind: 'fps', fps: 2, maxFrames: 64 }, g)).toBe(DEFAULT_DECODE_GROUP);
   });
 });
