@@ -18,6 +18,7 @@
  * every item it has an entry for — no file is queued twice (job ids are the content, entries are
  * unique per item) and none is left out (the walk is complete).
  */
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -54,9 +55,12 @@ export interface IngestOptions {
   pollMs?: number;
 }
 
+/** Open for reading without blocking (a FIFO named like a video must not hang the ingest: it is refused once open). */
+const openNonBlocking = (path: string) => open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+
 /** sha256 of a file's bytes, with the size and mtime of what was read. */
 async function hashFile(path: string): Promise<{ hash: string; size: number; mtimeMs: number }> {
-  const handle = await open(path, 'r');
+  const handle = await openNonBlocking(path);
   try {
     const st = await handle.stat();
     if (!st.isFile()) throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `not a regular file: ${path}`);
@@ -201,7 +205,7 @@ class Ingest {
       if ('error' in c) return errorEntry(seq, c.item, c.source, c.error);
       try {
         const real = await guard(c.path);
-        const h = await open(real, 'r');
+        const h = await openNonBlocking(real);
         try {
           const st = await h.stat();
           if (!st.isFile()) throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `not a regular file: ${c.source}`);
