@@ -15,7 +15,8 @@
 import { createReadStream, type Dirent } from 'node:fs';
 import { opendir, stat } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
-import { parse } from 'csv-parse';
+import { createInterface } from 'node:readline';
+import { parse as parseRow } from 'csv-parse/sync';
 import fg from 'fast-glob';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { VIDEO_EXTENSIONS } from './inputs.js';
@@ -78,45 +79,58 @@ async function* walkFolder(dir: string): AsyncGenerator<ListedItem> {
   }
 }
 
-/** Manifest rows (`path` column; relative paths relative to the manifest), malformed rows as errors. */
+/** A quoted field may span lines; past this many characters an unclosed quote is a malformed row. */
+const MAX_ROW_CHARS = 64 * 1024;
+
+/**
+ * Manifest rows (`path` column; relative paths relative to the manifest), read line by line, each
+ * row parsed on its own: a malformed row (a stray or unclosed quote) is an error at its line and
+ * the rows after it are read as usual.
+ */
 async function* walkManifest(file: string, shown: string): AsyncGenerator<ListedItem> {
   const base = dirname(resolve(file));
-  const skipped: Array<{ line: number; message: string }> = [];
-  const parser = parse({ columns: (h: string[]) => h.map((c) => c.trim().toLowerCase()), skip_empty_lines: true, trim: true, bom: true, relax_column_count: true, skip_records_with_error: true, info: true });
-  parser.on('skip', (err: Error & { lines?: number }) => skipped.push({ line: err.lines ?? 0, message: err.message }));
-  const input = createReadStream(file);
-  input.on('error', (err) => parser.destroy(err));
-  input.pipe(parser);
-  const perLine = new Map<number, number>();
-  const lineItem = (line: number): string => {
-    const n = (perLine.get(line) ?? 0) + 1;
-    perLine.set(line, n);
-    return n === 1 ? `line:${line}` : `line:${line}#${n}`;
-  };
-  const flushSkipped = function* (): Generator<ListedItem> {
-    for (const s of skipped.splice(0)) {
-      yield { item: lineItem(s.line), source: `${shown}:${s.line}`, error: new FramewiseError('FW_ERR_MANIFEST_INVALID', `${shown}:${s.line}: malformed row (${s.message.split(':')[0]})`) };
-    }
-  };
-  let checkedHeader = false;
+  const input = createReadStream(file, { encoding: 'utf8' });
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let header: string[] | undefined;
+  let lineNo = 0;
+  let pending = '';
+  let startLine = 0;
+  const malformed = (line: number, why: string): ListedItem => ({ item: `line:${line}`, source: `${shown}:${line}`, error: new FramewiseError('FW_ERR_MANIFEST_INVALID', `${shown}:${line}: malformed row (${why})`) });
   try {
-    for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
-      if (!checkedHeader) {
-        checkedHeader = true;
-        if (!('path' in record)) throw new FramewiseError('FW_ERR_MANIFEST_INVALID', `manifest ${shown} has no \`path\` column (header: ${Object.keys(record).join(',')})`);
+    for await (const raw of lines) {
+      lineNo++;
+      if (pending === '') startLine = lineNo;
+      const text = pending === '' ? (lineNo === 1 ? raw.replace(/^\uFEFF/, '') : raw) : `${pending}\n${raw}`;
+      if (pending === '' && text.trim() === '') continue;
+      let fields: string[];
+      try {
+        fields = (parseRow(text, { relax_column_count: true, trim: true }) as string[][])[0] ?? [];
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? 'CSV_ERROR';
+        if (code === 'CSV_QUOTE_NOT_CLOSED' && text.length < MAX_ROW_CHARS) {
+          pending = text;
+          continue;
+        }
+        pending = '';
+        yield malformed(startLine, code);
+        continue;
       }
-      yield* flushSkipped();
-      const line = info.lines;
-      const p = record.path ?? '';
-      if (p === '') yield { item: lineItem(line), source: `${shown}:${line}`, error: new FramewiseError('FW_ERR_MANIFEST_INVALID', `${shown}:${line}: empty path`) };
-      else yield { item: lineItem(line), source: p, path: resolve(base, p) };
+      pending = '';
+      if (!header) {
+        header = fields.map((c) => c.trim().toLowerCase());
+        if (!header.includes('path')) throw new FramewiseError('FW_ERR_MANIFEST_INVALID', `manifest ${shown} has no \`path\` column (header: ${header.join(',')})`);
+        continue;
+      }
+      const p = fields[header.indexOf('path')] ?? '';
+      if (p === '') yield { item: `line:${startLine}`, source: `${shown}:${startLine}`, error: new FramewiseError('FW_ERR_MANIFEST_INVALID', `${shown}:${startLine}: empty path`) };
+      else yield { item: `line:${startLine}`, source: p, path: resolve(base, p) };
     }
-    yield* flushSkipped();
+    if (pending !== '') yield malformed(startLine, 'CSV_QUOTE_NOT_CLOSED');
   } catch (err) {
-    yield* flushSkipped();
     // the file itself could not be read on (vanished, I/O error), or its header is wrong
     yield { item: 'manifest', source: shown, error: err instanceof FramewiseError ? err : fsError(err, `manifest ${shown}`) };
   } finally {
+    lines.close();
     input.destroy();
   }
 }
