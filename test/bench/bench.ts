@@ -26,9 +26,17 @@
  *               vs bare `ffmpeg -threads 2 -i F -vf scale=224:-2 -f null -` over the same clips,
  *               interleaved in the same run; the ratio, clips/s and the per-stage breakdown
  *
- * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,
+ *   archive     (only with `--only archive`) a batch of a synthetic archive of 100,000 distinct
+ *               small files through the HTTP API, the ingest worker and stand-in stage workers:
+ *               time to 202, ingest files/s, p50/p99 of GET /healthz and GET /v1/batches/:id
+ *               during the ingest, Redis used memory at peak and after, `results export` of every
+ *               row with its peak RSS (test/bench/archive-bench.ts); then a 500-clip batch through
+ *               the whole pipeline (real workers) against inline `label` of the same clips, clips/s
+ *
+ * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,archive,
  *          --windows-minutes 1,10,60 (the video lengths of the windows section),
- *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2)
+ *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2),
+ *          --archive-files N (default 100000; 5000 with --quick), --archive-clips N (default 500; 40 with --quick)
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -56,7 +64,15 @@ import { makeTempDir, removeDir } from '../helpers/clips.js';
 import { decodeLetterboxed } from '../helpers/letterbox.js';
 
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' }, realclips: { type: 'string' }, reps: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'windows-minutes': { type: 'string' },
+    realclips: { type: 'string' },
+    reps: { type: 'string' },
+    'archive-files': { type: 'string' },
+    'archive-clips': { type: 'string' },
+  },
 });
 const only = values.only ? new Set(values.only.split(',')) : undefined;
 const want = (s: string): boolean => !only || only.has(s);
@@ -533,6 +549,28 @@ async function benchRealClips(dir: string): Promise<void> {
   log(`realclips  extract / bare decode: median ratio ${fmt(median(ratios), 2)} over ${runs.length} interleaved pass(es)`);
 }
 
+/**
+ * Archives: the 100,000-file batch (ingest, status, Redis, export: archive-bench.ts), then N clips
+ * through the whole pipeline with the real workers against inline `label` of the same clips.
+ */
+async function benchArchiveScale(dir: string): Promise<void> {
+  const { benchArchive } = await import('./archive-bench.js');
+  const { benchQueue } = await import('../../src/jobs/queue/bench.js');
+  const { makeArchive } = await import('../helpers/archive.js');
+  const files = Number(values['archive-files'] ?? (quick ? 5000 : 100_000));
+  const scale = await benchArchive({ files, log });
+  log(
+    `archive    ${files} files: 202 in ${fmt(scale.postMs, 0)} ms · ingest ${fmt(scale.ingestFilesPerSec, 0)} files/s · GET /healthz p50 ${fmt(scale.healthz.p50Ms)} / p99 ${fmt(scale.healthz.p99Ms)} ms · GET batch p50 ${fmt(scale.batchGet.p50Ms)} / p99 ${fmt(scale.batchGet.p99Ms)} ms (n=${scale.batchGet.n}) · Redis ${fmt(scale.redisUsedMemoryMiB.before)} → peak ${fmt(scale.redisUsedMemoryMiB.peak)} → after ${fmt(scale.redisUsedMemoryMiB.after)} MiB · export ${scale.export.rows} rows in ${fmt(scale.export.seconds)} s, peak RSS ${fmt(scale.export.maxRssMiB, 0)} MiB`,
+  );
+  const n = Number(values['archive-clips'] ?? (quick ? 40 : 500));
+  const base = join(dir, 'archive-clip.mp4');
+  await makeClip({ ...randomClipSpec('zoom_in', 4242), seconds: 2, width: 160, height: 120 }, base);
+  const clips = (await makeArchive(join(dir, 'archive-clips'), base, n, { perFolder: 100 })).map((f) => f.path);
+  const pipeline = await benchQueue({ clips, decodeWorkers: 1 });
+  log(`archive    ${n} clips through the whole pipeline: ${fmt(pipeline.clipsPerMin / 60, 2)} clips/s (failed ${pipeline.failed}) · inline label of the same clips: ${fmt(Number(pipeline.inlineClipsPerMin) / 60, 2)} clips/s`);
+  results.archive = { scale, pipeline: { ...pipeline, clipsPerSec: pipeline.clipsPerMin / 60, inlineClipsPerSec: Number(pipeline.inlineClipsPerMin) / 60 } };
+}
+
 async function main(): Promise<void> {
   const dir = await makeTempDir('fw-bench-');
   const cacheDir = join(dir, 'cache');
@@ -548,6 +586,7 @@ async function main(): Promise<void> {
     if (want('stream-sets')) await benchStreamSets(dir);
     if (want('streams')) await benchStreams(dir, cacheDir);
     if (wantNamed('realclips')) await benchRealClips(dir);
+    if (wantNamed('archive')) await benchArchiveScale(dir);
   } finally {
     clearInterval(rssTimer);
     peakRss = Math.max(peakRss, process.memoryUsage.rss());

@@ -190,19 +190,30 @@ export async function maybeCompleteBatch(rt: QueueRuntime, batchId: string): Pro
 }
 
 /**
+ * Finish a batch record once, in one step: `finishedAt`, the final state (`completed`, or `failed`
+ * when its listing failed; a cancelled batch stays `cancelled`) and the exact outcome counters.
+ * Returns 1 the first time, 0 after.
+ */
+const FINISH = `
+if redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[1]) == 0 then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'cancelled' then
+  if redis.call('HGET', KEYS[1], 'ingest') == 'failed' then state = 'failed' else state = 'completed' end
+end
+redis.call('HSET', KEYS[1], 'state', state, 'completed', ARGV[2], 'failed', ARGV[3], 'cancelled', ARGV[4])
+return 1`;
+
+/**
  * Mark the batch finished (once): `completed` (or `failed` when its listing failed; a cancelled
  * batch stays `cancelled`), its final status to PostgreSQL, its Redis keys to expire, and its webhook.
  */
 export async function completeBatch(rt: QueueRuntime, batchId: string): Promise<void> {
   const k = rt.keys;
   const now = new Date().toISOString();
-  if ((await withQueue(() => rt.redis.hsetnx(k.batch(batchId), 'finishedAt', now))) !== 1) return;
-  const [state, ingest] = await withQueue(() => rt.redis.hmget(k.batch(batchId), 'state', 'ingest'));
-  if (state !== 'cancelled') await withQueue(() => rt.redis.hset(k.batch(batchId), 'state', (ingest === 'failed' ? 'failed' : 'completed') satisfies BatchState));
-  // the counters as PostgreSQL counts the entries: a crash between an entry's move and its count cannot leave them short
-  const { byState, hashed } = await entryCounts(rt.db, batchId);
-  const exact = countersFrom(byState, hashed);
-  await withQueue(() => rt.redis.hset(k.batch(batchId), { completed: exact.completed, failed: exact.failed, cancelled: exact.cancelled }));
+  // the counters as PostgreSQL counts the entries (all final now): a crash between an entry's move and its count cannot leave them short
+  const exact = countersFrom((await entryCounts(rt.db, batchId)).byState, 0);
+  const first = await withQueue(() => rt.redis.eval(FINISH, 1, k.batch(batchId), now, exact.completed ?? 0, exact.failed ?? 0, exact.cancelled ?? 0));
+  if (first !== 1) return;
   const status = (await readBatchStatus(rt, batchId)) as BatchStatus;
   await updateBatchRow(rt.db, batchId, { state: status.state, finishedAt: now, status });
   const ttl = rt.config.queue.retention.batchesS;

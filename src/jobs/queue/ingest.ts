@@ -19,7 +19,7 @@
  * unique per item) and none is left out (the walk is complete).
  */
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, type FlowJob } from 'bullmq';
@@ -65,7 +65,9 @@ async function hashFile(path: string): Promise<{ hash: string; size: number; mti
     const st = await handle.stat();
     if (!st.isFile()) throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `not a regular file: ${path}`);
     const hash = createHash('sha256');
-    for await (const chunk of handle.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) hash.update(chunk as Buffer);
+    // a read buffer the file's size (archives of small clips: no 1 MiB buffer per file to collect)
+    const highWaterMark = Math.max(16 * 1024, Math.min(st.size + 1, 1 << 20));
+    for await (const chunk of handle.createReadStream({ highWaterMark, autoClose: false })) hash.update(chunk as Buffer);
     return { hash: hash.digest('hex'), size: st.size, mtimeMs: st.mtimeMs };
   } finally {
     await handle.close();
@@ -205,14 +207,10 @@ class Ingest {
       if ('error' in c) return errorEntry(seq, c.item, c.source, c.error);
       try {
         const real = await guard(c.path);
-        const h = await openNonBlocking(real);
-        try {
-          const st = await h.stat();
-          if (!st.isFile()) throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `not a regular file: ${c.source}`);
-          return { seq, item: c.item, source: c.source, real, size: st.size, mtimeMs: st.mtimeMs };
-        } finally {
-          await h.close();
-        }
+        // stat, not open: a FIFO is refused here without blocking (the hash opens it non-blocking and checks again)
+        const st = await stat(real);
+        if (!st.isFile()) throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `not a regular file: ${c.source}`);
+        return { seq, item: c.item, source: c.source, real, size: st.size, mtimeMs: st.mtimeMs };
       } catch (err) {
         const e = toFramewiseError(err);
         return errorEntry(seq, c.item, c.source, e.code === 'FW_ERR_INTERNAL' ? new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `cannot read ${c.source} (${(err as NodeJS.ErrnoException).code ?? e.message})`, { cause: err }) : e);
