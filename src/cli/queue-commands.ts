@@ -47,9 +47,11 @@ const port = (v: string): number => {
   return n;
 };
 
+/** The queue and its database (results, batch entries: DATABASE_URL, checked first). */
 async function withRuntime<T>(config: Config, fn: (rt: QueueRuntime) => Promise<T>): Promise<T> {
   const rt = openQueueRuntime(config, 'producer');
   try {
+    await rt.db.ready();
     return await fn(rt);
   } finally {
     await rt.close();
@@ -161,7 +163,6 @@ export function toBatchSource(arg: string): BatchSource {
 async function cmdBatch(source: string, o: WindowsFlags & { mode: BatchMode; wait?: boolean; webhook?: string; topK?: number; format: 'jsonl' | 'csv' }, config: Config, io: CliIo): Promise<number> {
   const windowed = await windowsFor(o, config);
   return withRuntime(config, async (rt) => {
-    await rt.db.ready();
     const out = await createBatch(rt, { source: toBatchSource(source), mode: o.mode, webhook: o.webhook, topK: o.topK, ...windowed });
     if (!o.wait) {
       line(io, out);

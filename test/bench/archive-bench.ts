@@ -7,9 +7,11 @@
  * - time to the 202 of `POST /v1/batches`;
  * - ingest rate (files listed, hashed, recorded and queued per second, from the 202 to the end of
  *   the listing; it includes waiting at the window while the stand-ins drain);
- * - p50/p99 of `GET /healthz` and of `GET /v1/batches/:id` while the ingest runs;
+ * - p50/p99 of `GET /healthz` and of `GET /v1/batches/:id` while the ingest runs (and of a bare
+ *   Redis PING in the same loop: a status read is one Redis round trip);
  * - Redis `used_memory` at its peak and once the batch has finished;
- * - `framewise results export` of the batch (every row) to CSV: wall time and the exporter's peak RSS.
+ * - `framewise results export` of the batch (every row) to CSV: wall time and the exporter's peak RSS;
+ * - `GET /v1/results` queries (a page of 1,000) over the stored rows.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -44,8 +46,12 @@ export interface ArchiveBenchResult {
   drainSeconds: number;
   healthz: { n: number; p50Ms: number; p99Ms: number };
   batchGet: { n: number; p50Ms: number; p99Ms: number };
+  /** A bare Redis PING from the benchmark process in the same loop: what one round trip to the loaded Redis costs. */
+  redisPing: { n: number; p50Ms: number; p99Ms: number };
   redisUsedMemoryMiB: { before: number; peak: number; after: number };
   export: { rows: number; seconds: number; maxRssMiB: number };
+  /** `GET /v1/results` over the stored rows, a page of 1,000: ms per query (median of 3). */
+  queries: Record<string, number>;
   final: Pick<BatchStatus, 'counts' | 'ingest' | 'state'>;
 }
 
@@ -111,6 +117,7 @@ export async function benchArchive(opts: ArchiveBenchOptions): Promise<ArchiveBe
       const t202 = performance.now();
       const healthz: number[] = [];
       const batchGet: number[] = [];
+      const pings: number[] = [];
       let peak = before;
       let lastMem = 0;
       let status: BatchStatus | undefined;
@@ -123,10 +130,14 @@ export async function benchArchive(opts: ArchiveBenchOptions): Promise<ArchiveBe
         t0 = performance.now();
         status = (await (await fetch(`${url}/v1/batches/${batchId}`)).json()) as BatchStatus;
         const g = performance.now() - t0;
+        t0 = performance.now();
+        await probe.ping();
+        const pingMs = performance.now() - t0;
         const listing = !['done', 'failed', 'cancelled'].includes(status.ingest.state);
         if (listing) {
           healthz.push(h);
           batchGet.push(g);
+          pings.push(pingMs);
         } else if (Number.isNaN(ingestSeconds)) ingestSeconds = (performance.now() - t202) / 1000;
         if (performance.now() - lastMem > 250) {
           lastMem = performance.now();
@@ -153,6 +164,24 @@ export async function benchArchive(opts: ArchiveBenchOptions): Promise<ArchiveBe
       const summaryLine = exp.output().trim().split('\n').at(-1) ?? '{}';
       if (code !== 0) throw new Error(`results export failed (${code}): ${exp.output()}`);
       const summary = JSON.parse(summaryLine) as { written: number; maxRssBytes: number };
+      // the results queries, a page each, over every row stored
+      const queries: Record<string, number> = {};
+      const since = new Date(Date.now() - 3600_000).toISOString();
+      for (const [name, q] of Object.entries({
+        'label+minConfidence': 'label=zoom_in&minConfidence=0.9',
+        pathPrefix: `pathPrefix=${encodeURIComponent(join(archive, 'd7'))}`,
+        'model+since': `model=motion4&since=${since}`,
+        'batch+label': `batch=${batchId}&label=pan_left`,
+      })) {
+        const times: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const t0 = performance.now();
+          const r = await fetch(`${url}/v1/results?${q}&limit=1000`);
+          await r.text();
+          times.push(performance.now() - t0);
+        }
+        queries[name] = pct(times, 50);
+      }
       for (const c of [ingest, drain]) {
         c.child.kill('SIGTERM');
         await Promise.race([c.done, sleep(10_000)]);
@@ -166,8 +195,10 @@ export async function benchArchive(opts: ArchiveBenchOptions): Promise<ArchiveBe
         drainSeconds,
         healthz: { n: healthz.length, p50Ms: pct(healthz, 50), p99Ms: pct(healthz, 99) },
         batchGet: { n: batchGet.length, p50Ms: pct(batchGet, 50), p99Ms: pct(batchGet, 99) },
+        redisPing: { n: pings.length, p50Ms: pct(pings, 50), p99Ms: pct(pings, 99) },
         redisUsedMemoryMiB: { before: mib(before), peak: mib(peak), after: mib(after) },
         export: { rows: summary.written, seconds: exportSeconds, maxRssMiB: mib(summary.maxRssBytes) },
+        queries,
         final: { state: status.state, counts: status.counts, ingest: status.ingest },
       };
     } finally {

@@ -560,8 +560,9 @@ async function benchArchiveScale(dir: string): Promise<void> {
   const files = Number(values['archive-files'] ?? (quick ? 5000 : 100_000));
   const scale = await benchArchive({ files, log });
   log(
-    `archive    ${files} files: 202 in ${fmt(scale.postMs, 0)} ms · ingest ${fmt(scale.ingestFilesPerSec, 0)} files/s · GET /healthz p50 ${fmt(scale.healthz.p50Ms)} / p99 ${fmt(scale.healthz.p99Ms)} ms · GET batch p50 ${fmt(scale.batchGet.p50Ms)} / p99 ${fmt(scale.batchGet.p99Ms)} ms (n=${scale.batchGet.n}) · Redis ${fmt(scale.redisUsedMemoryMiB.before)} → peak ${fmt(scale.redisUsedMemoryMiB.peak)} → after ${fmt(scale.redisUsedMemoryMiB.after)} MiB · export ${scale.export.rows} rows in ${fmt(scale.export.seconds)} s, peak RSS ${fmt(scale.export.maxRssMiB, 0)} MiB`,
+    `archive    ${files} files: 202 in ${fmt(scale.postMs, 0)} ms · ingest ${fmt(scale.ingestFilesPerSec, 0)} files/s · GET /healthz p50 ${fmt(scale.healthz.p50Ms)} / p99 ${fmt(scale.healthz.p99Ms)} ms · GET batch p50 ${fmt(scale.batchGet.p50Ms)} / p99 ${fmt(scale.batchGet.p99Ms)} ms (n=${scale.batchGet.n}; Redis PING p50 ${fmt(scale.redisPing.p50Ms)} / p99 ${fmt(scale.redisPing.p99Ms)} ms) · Redis ${fmt(scale.redisUsedMemoryMiB.before)} → peak ${fmt(scale.redisUsedMemoryMiB.peak)} → after ${fmt(scale.redisUsedMemoryMiB.after)} MiB · export ${scale.export.rows} rows in ${fmt(scale.export.seconds)} s, peak RSS ${fmt(scale.export.maxRssMiB, 0)} MiB`,
   );
+  log(`archive    GET /v1/results (a page of 1,000 of ${scale.export.rows} rows): ${Object.entries(scale.queries).map(([k, v]) => `${k} ${fmt(v)} ms`).join(' · ')}`);
   const n = Number(values['archive-clips'] ?? (quick ? 40 : 500));
   const base = join(dir, 'archive-clip.mp4');
   await makeClip({ ...randomClipSpec('zoom_in', 4242), seconds: 2, width: 160, height: 120 }, base);

@@ -107,6 +107,16 @@ describe('framewise CLI, queue mode', () => {
     const rows = (await readFile(file, 'utf8')).trim().split('\n');
     expect(rows[0]).toBe('path,ok,label,confidence,top_k,model_version,error_code,error_message');
     expect(rows.slice(1).map((r) => r.split(',')[1])).toEqual(['false', 'false', 'false']);
+    // and queried: by batch, outcome and path prefix
+    const failures = await cli(['results', 'query', '--batch', batchId, '--ok', 'false'], { REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(failures.code, failures.stderr).toBe(0);
+    const codes = lines(failures.stdout).map((r) => (r.ok ? 'ok' : r.error.code));
+    expect(codes).toHaveLength(3);
+    expect(codes).toEqual(expect.arrayContaining(['FW_ERR_INPUT_EMPTY_FILE', 'FW_ERR_MEDIA_NOT_VIDEO']));
+    const good = await cli(['results', 'query', '--path-prefix', dir, '--ok', 'true', '--format', 'csv']);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout.trim().split('\n').slice(1).map((r) => r.split(',')[0]).sort()).toEqual(clips.map((c) => c.path).sort());
+    expect((await cli(['results', 'query', '--since', 'not a time'])).stderr).toContain('FW_ERR_REQUEST_INVALID');
   });
 
   it('a queue service without its database stops at start with an error naming DATABASE_URL; label needs none', async () => {

@@ -9,7 +9,8 @@
  *   batching embedder (model concurrency 1, frames batched across jobs). A windowed clip's pass
  *   (decode + embed, streaming) holds one of them; one too long for the feature store also loads
  *   the job's head for the time of the pass.
- * - classify: concurrency 1.
+ * - classify: concurrency 1; writes each outcome to PostgreSQL before its job completes (outcomes.ts).
+ * - ingest: FRAMEWISE_INGEST_CONCURRENCY batches listed at once (ingest.ts).
  * Errors: a FramewiseError that is `permanent` becomes `UnrecoverableError('<code>: <message>')`
  * (no retries, `failedReason` starts with the code); others are retried (`attempts`, exponential
  * backoff). A failed stage releases its parent, which fails with the same reason, so the root
@@ -251,7 +252,8 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
       void job
         .getState()
         .then(async (state) => {
-          if (state !== 'failed') return;
+          // 'unknown': removed as it failed for good (FRAMEWISE_RETENTION_JOBS_COUNT=0)
+          if (state !== 'failed' && state !== 'unknown') return;
           if (kind === 'embed') await rt.artifacts.delete(framesArtifactKey(clipId));
           await noteClipFinished(rt, clipId);
         })
