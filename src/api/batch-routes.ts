@@ -182,7 +182,9 @@ export const batchRoutes: FastifyPluginAsync<BatchRoutesOptions> = async (app, o
     async (req, reply) => {
       const row = await readBatchRow(rt.db, req.params.id);
       if (!row) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no batch ${req.params.id}`);
-      return sendLines(reply, req.url, streamBatchResults(rt, req.params.id, { after: req.query.after }), req.query, row.options.windows !== undefined);
+      // a page reads one row past its end (to know whether another follows), and no further
+      const limit = req.query.limit !== undefined ? req.query.limit + 1 : undefined;
+      return sendLines(reply, req.url, streamBatchResults(rt, req.params.id, { after: req.query.after, limit }), req.query, row.options.windows !== undefined);
     },
   );
 
@@ -207,7 +209,7 @@ export const batchRoutes: FastifyPluginAsync<BatchRoutesOptions> = async (app, o
       const { format, limit, after, ...filter } = req.query;
       if (filter.batch !== undefined && !(await readBatchRow(rt.db, filter.batch))) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no batch ${filter.batch}`);
       // the query is checked (dates) before the answer starts
-      const lines = queryResults(rt.db, { ...filter, after });
+      const lines = queryResults(rt.db, { ...filter, after, ...(limit !== undefined ? { limit: limit + 1 } : {}) });
       const first = await lines.next();
       const all = (async function* () {
         if (!first.done) yield first.value;

@@ -32,6 +32,12 @@ import { makeArchive } from '../helpers/archive.js';
 
 export interface ArchiveBenchOptions {
   files: number;
+  /**
+   * Drain the batch with the stand-in stage workers (and export it). Without: no stage worker runs,
+   * the window is the whole archive, and the run stops once the listing is done — the ingest's own
+   * rate, nothing waiting at a window. @defaultValue true
+   */
+  drain?: boolean;
   /** Files per sub-folder. @defaultValue 1000 */
   perFolder?: number;
   log?: (line: string) => void;
@@ -85,7 +91,9 @@ export async function benchArchive(opts: ArchiveBenchOptions): Promise<ArchiveBe
     await makeArchive(archive, clip, opts.files, { perFolder: opts.perFolder ?? 1000 });
     const generateSeconds = (performance.now() - t) / 1000;
     log(`archive    ${opts.files} files generated in ${generateSeconds.toFixed(1)} s`);
+    const drain = opts.drain ?? true;
     const env: Record<string, string> = {
+      ...(drain ? {} : { FRAMEWISE_INGEST_WINDOW: String(opts.files + 1) }),
       REDIS_URL: redis.url,
       DATABASE_URL: base.queue.databaseUrl ?? (pg as PostgresServer).url,
       FRAMEWISE_DB_SCHEMA: `bench_archive_${process.pid}`,
@@ -102,9 +110,9 @@ export async function benchArchive(opts: ArchiveBenchOptions): Promise<ArchiveBe
     const probe = new Redis(redis.url);
     try {
       const ingest = spawnNode(join(PROJECT_ROOT, 'dist', 'workers', 'ingest.worker.js'), env);
-      const drain = spawnNode(join(PROJECT_ROOT, 'dist', 'test', 'bench', 'archive-drain.js'), env);
-      children.push(ingest.child, drain.child);
-      for (let i = 0; i < 600 && ((await rt.queues[QueueName.Ingest].getWorkersCount()) < 1 || (await rt.queues[QueueName.Classify].getWorkersCount()) < 1); i++) await sleep(100);
+      const stages = drain ? spawnNode(join(PROJECT_ROOT, 'dist', 'test', 'bench', 'archive-drain.js'), env) : undefined;
+      children.push(ingest.child, ...(stages ? [stages.child] : []));
+      for (let i = 0; i < 600 && ((await rt.queues[QueueName.Ingest].getWorkersCount()) < 1 || (drain && (await rt.queues[QueueName.Classify].getWorkersCount()) < 1)); i++) await sleep(100);
       const usedMemory = async (): Promise<number> => Number(/used_memory:(\d+)/.exec(await probe.info('memory'))?.[1]);
       const before = await usedMemory();
 
@@ -147,13 +155,31 @@ export async function benchArchive(opts: ArchiveBenchOptions): Promise<ArchiveBe
           lastLog = performance.now();
           log(`archive    … ${status.ingest.state}: found ${status.ingest.found}, queued ${status.ingest.queued}, done ${status.counts.completed + status.counts.failed}, Redis ${mib(peak).toFixed(1)} MiB peak`);
         }
-        if (status.finishedAt !== null) break;
-        if (ingest.child.exitCode !== null || drain.child.exitCode !== null) throw new Error(`a worker process ended:\n${ingest.output()}\n${drain.output()}`);
+        if (status.finishedAt !== null || (!drain && !listing)) break;
+        if (ingest.child.exitCode !== null || (stages && stages.child.exitCode !== null)) throw new Error(`a worker process ended:\n${ingest.output()}\n${stages?.output() ?? ''}`);
         await sleep(20);
       }
       const drainSeconds = (performance.now() - t202) / 1000;
       const after = await usedMemory();
-      log(`archive    listed in ${ingestSeconds.toFixed(1)} s (${(opts.files / ingestSeconds).toFixed(0)} files/s), finished in ${drainSeconds.toFixed(1)} s`);
+      log(`archive    listed in ${ingestSeconds.toFixed(1)} s (${(opts.files / ingestSeconds).toFixed(0)} files/s)${drain ? `, finished in ${drainSeconds.toFixed(1)} s` : ' (no stage workers)'}`);
+      const result = {
+        files: opts.files,
+        generateSeconds,
+        postMs,
+        ingestSeconds,
+        ingestFilesPerSec: opts.files / ingestSeconds,
+        drainSeconds,
+        healthz: { n: healthz.length, p50Ms: pct(healthz, 50), p99Ms: pct(healthz, 99) },
+        batchGet: { n: batchGet.length, p50Ms: pct(batchGet, 50), p99Ms: pct(batchGet, 99) },
+        redisPing: { n: pings.length, p50Ms: pct(pings, 50), p99Ms: pct(pings, 99) },
+        redisUsedMemoryMiB: { before: mib(before), peak: mib(peak), after: mib(after) },
+        final: { state: status.state, counts: status.counts, ingest: status.ingest },
+      };
+      if (!drain) {
+        ingest.child.kill('SIGTERM');
+        await Promise.race([ingest.done, sleep(10_000)]);
+        return { ...result, export: { rows: 0, seconds: NaN, maxRssMiB: NaN }, queries: {} };
+      }
 
       // the export, as a user runs it (its own process: its peak RSS is its own)
       t = performance.now();
@@ -182,25 +208,11 @@ export async function benchArchive(opts: ArchiveBenchOptions): Promise<ArchiveBe
         }
         queries[name] = pct(times, 50);
       }
-      for (const c of [ingest, drain]) {
+      for (const c of [ingest, stages as NonNullable<typeof stages>]) {
         c.child.kill('SIGTERM');
         await Promise.race([c.done, sleep(10_000)]);
       }
-      return {
-        files: opts.files,
-        generateSeconds,
-        postMs,
-        ingestSeconds,
-        ingestFilesPerSec: opts.files / ingestSeconds,
-        drainSeconds,
-        healthz: { n: healthz.length, p50Ms: pct(healthz, 50), p99Ms: pct(healthz, 99) },
-        batchGet: { n: batchGet.length, p50Ms: pct(batchGet, 50), p99Ms: pct(batchGet, 99) },
-        redisPing: { n: pings.length, p50Ms: pct(pings, 50), p99Ms: pct(pings, 99) },
-        redisUsedMemoryMiB: { before: mib(before), peak: mib(peak), after: mib(after) },
-        export: { rows: summary.written, seconds: exportSeconds, maxRssMiB: mib(summary.maxRssBytes) },
-        queries,
-        final: { state: status.state, counts: status.counts, ingest: status.ingest },
-      };
+      return { ...result, export: { rows: summary.written, seconds: exportSeconds, maxRssMiB: mib(summary.maxRssBytes) }, queries };
     } finally {
       probe.disconnect();
       await app.close();

@@ -32,11 +32,14 @@
  *               during the ingest, Redis used memory at peak and after, `results export` of every
  *               row with its peak RSS (test/bench/archive-bench.ts); then a 500-clip batch through
  *               the whole pipeline (real workers) against inline `label` of the same clips, clips/s
+ *   archive-ingest (only with `--only archive-ingest`) the ingest alone: 20,000 files listed,
+ *               hashed, recorded and queued with no stage worker and no window to wait at
  *
- * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,archive,
+ * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,archive,archive-ingest,
  *          --windows-minutes 1,10,60 (the video lengths of the windows section),
  *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2),
- *          --archive-files N (default 100000; 5000 with --quick), --archive-clips N (default 500; 40 with --quick)
+ *          --archive-files N (default 100000; 5000 with --quick), --archive-clips N (default 500; 40 with
+ *          --quick; 0: none), --archive-ingest-files N (default 20000; 5000 with --quick)
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -72,6 +75,7 @@ const { values } = parseArgs({
     reps: { type: 'string' },
     'archive-files': { type: 'string' },
     'archive-clips': { type: 'string' },
+    'archive-ingest-files': { type: 'string' },
   },
 });
 const only = values.only ? new Set(values.only.split(',')) : undefined;
@@ -564,12 +568,25 @@ async function benchArchiveScale(dir: string): Promise<void> {
   );
   log(`archive    GET /v1/results (a page of 1,000 of ${scale.export.rows} rows): ${Object.entries(scale.queries).map(([k, v]) => `${k} ${fmt(v)} ms`).join(' · ')}`);
   const n = Number(values['archive-clips'] ?? (quick ? 40 : 500));
+  if (n === 0) {
+    results.archive = { scale };
+    return;
+  }
   const base = join(dir, 'archive-clip.mp4');
   await makeClip({ ...randomClipSpec('zoom_in', 4242), seconds: 2, width: 160, height: 120 }, base);
   const clips = (await makeArchive(join(dir, 'archive-clips'), base, n, { perFolder: 100 })).map((f) => f.path);
   const pipeline = await benchQueue({ clips, decodeWorkers: 1 });
   log(`archive    ${n} clips through the whole pipeline: ${fmt(pipeline.clipsPerMin / 60, 2)} clips/s (failed ${pipeline.failed}) · inline label of the same clips: ${fmt(Number(pipeline.inlineClipsPerMin) / 60, 2)} clips/s`);
   results.archive = { scale, pipeline: { ...pipeline, clipsPerSec: pipeline.clipsPerMin / 60, inlineClipsPerSec: Number(pipeline.inlineClipsPerMin) / 60 } };
+}
+
+/** The ingest alone (no stage worker, no window to wait at): files/s and the status latency meanwhile. */
+async function benchArchiveIngest(): Promise<void> {
+  const { benchArchive } = await import('./archive-bench.js');
+  const files = Number(values['archive-ingest-files'] ?? (quick ? 5000 : 20_000));
+  const r = await benchArchive({ files, drain: false, log });
+  log(`archive-ingest ${files} files, no stage workers: 202 in ${fmt(r.postMs, 0)} ms · ingest ${fmt(r.ingestFilesPerSec, 0)} files/s · GET batch p50 ${fmt(r.batchGet.p50Ms)} / p99 ${fmt(r.batchGet.p99Ms)} ms (Redis PING p50 ${fmt(r.redisPing.p50Ms)} / p99 ${fmt(r.redisPing.p99Ms)} ms) · Redis ${fmt(r.redisUsedMemoryMiB.before)} → ${fmt(r.redisUsedMemoryMiB.peak)} MiB`);
+  results.archiveIngest = r;
 }
 
 async function main(): Promise<void> {
@@ -588,6 +605,7 @@ async function main(): Promise<void> {
     if (want('streams')) await benchStreams(dir, cacheDir);
     if (wantNamed('realclips')) await benchRealClips(dir);
     if (wantNamed('archive')) await benchArchiveScale(dir);
+    if (wantNamed('archive-ingest')) await benchArchiveIngest();
   } finally {
     clearInterval(rssTimer);
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
