@@ -1,8 +1,10 @@
 /**
  * The HTTP API of queue mode (fastify): clips and batches in, job status, SSE progress and
  * results out; OpenAPI at /openapi.json (UI at /docs), Bull Board at /admin/queues, Prometheus
- * at /metrics, health at /healthz and /readyz. Errors: `{error: {code, message}}` with the HTTP
- * status of the code. Keys: FRAMEWISE_API_KEYS (bearer) protects everything but the health probes.
+ * at /metrics, health at /healthz and /readyz. Batches and stored results: batch-routes.ts.
+ * Errors: `{error: {code, message}}` with the HTTP status of the code. Keys: FRAMEWISE_API_KEYS
+ * (bearer) protects everything but the health probes. Needs PostgreSQL (DATABASE_URL) from the
+ * start: results, batches and their entries live there.
  */
 import { basename, extname, join } from 'node:path';
 import { rm } from 'node:fs/promises';

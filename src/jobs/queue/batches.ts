@@ -218,7 +218,6 @@ export async function batchResults(rt: QueueRuntime, batchId: string): Promise<L
 
 export { resultsToCsv } from '../result-csv.js';
 
-export const resultsToJsonl = (results: readonly LabelResult[]): string => results.map((r) => `${JSON.stringify(r)}\n`).join('');
 
 async function setState(rt: QueueRuntime, batchId: string, from: readonly BatchState[], to: BatchState): Promise<void> {
   checkId(batchId);
