@@ -30,6 +30,8 @@ COPY --from=build /app/dist ./dist
 COPY pretrained ./pretrained
 COPY web ./web
 COPY schemas ./schemas
+# the database schema's migrations, applied at start-up by the API and the classify/ingest workers
+COPY db ./db
 # feature store + converted models (cache) and uploads/artifacts (data): volumes shared by the services
 RUN mkdir -p /var/lib/framewise/cache /var/lib/framewise/data && chown -R node:node /var/lib/framewise
 USER node

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Set up framewise on a Debian machine: system packages (ffmpeg, redis-server; chromium with
-# --test) when missing,
-# npm dependencies, and the TypeScript build. Safe to run again.
+# Set up framewise on a Debian machine: system packages (ffmpeg, redis-server, postgresql;
+# chromium with --test) when missing, npm dependencies, and the TypeScript build. Safe to run again.
+# PostgreSQL is installed, not started: queue mode points DATABASE_URL at a server of your own, and
+# the tests start a private cluster (initdb + pg_ctl from /usr/lib/postgresql/<version>/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# initdb and pg_ctl are not on PATH in Debian's layout
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then need+=(postgresql); fi
 # --test: also what the test suite needs (Debian's chromium for the web page test)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -648,7 +648,7 @@ function viewBatches() {
   return () => clearTimeout(timer);
 }
 
-const batchDone = (s) => s.state === 'completed' || s.state === 'cancelled';
+const batchDone = (s) => s.finishedAt != null || s.state === 'completed' || s.state === 'cancelled' || s.state === 'failed';
 const progressFraction = (s) => (s.progress > 1 ? s.progress / 100 : s.progress || 0);
 
 function viewBatch(id) {
@@ -698,6 +698,7 @@ function viewBatch(id) {
       ...[
         ['source', Object.entries(s.source || {}).filter(([, v]) => v).map(([k, v]) => `${k}: ${v}`).join(', ')],
         ['mode', s.mode],
+        ['listing', s.ingest ? `${s.ingest.state}: ${s.ingest.found} found, ${s.ingest.hashed} hashed, ${s.ingest.queued} queued, ${s.ingest.skipped} skipped, ${s.ingest.rejected} rejected${s.ingest.error ? ` (${s.ingest.error.code})` : ''}` : '–'],
         ['created', s.createdAt ? new Date(s.createdAt).toLocaleString() : '–'],
         ['finished', s.finishedAt ? new Date(s.finishedAt).toLocaleString() : '–'],
       ].flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]),
@@ -705,9 +706,11 @@ function viewBatch(id) {
     const done = s.counts.completed + s.counts.failed + s.counts.cancelled;
     if (done !== shownResults) {
       shownResults = done;
-      const text = await fetch(`/v1/batches/${id}/results?format=jsonl`, { headers: authHeaders() }).then((r) => (r.ok ? r.text() : ''));
+      // the first page only: a batch may hold a million files (the downloads stream them all)
+      const res = await fetch(`/v1/batches/${id}/results?format=jsonl&limit=300`, { headers: authHeaders() });
+      const text = res.ok ? await res.text() : '';
       const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-      const more = lines.length > 300 ? [h('p', { class: 'muted small' }, `… and ${lines.length - 300} more (download for all)`)] : [];
+      const more = res.headers.get('x-next-after') ? [h('p', { class: 'muted small' }, `… and ${done - lines.length} more (download for all)`)] : [];
       results.replaceChildren(
         lines.length === 0
           ? h('p', { class: 'muted' }, 'No finished files yet.')
@@ -721,7 +724,7 @@ function viewBatch(id) {
       );
     }
     const [pause, resume] = controls;
-    pause.disabled = s.state !== 'running' && s.state !== 'submitting';
+    pause.disabled = s.state !== 'running';
     resume.disabled = s.state !== 'paused';
     for (const b of controls.slice(2)) b.disabled = batchDone(s);
     if (batchDone(s)) stopped = true;

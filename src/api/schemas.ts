@@ -46,10 +46,44 @@ export const BATCH_BODY = {
 
 export const ID_PARAMS = { type: 'object', required: ['id'], properties: { id: { type: 'string' } } } as const;
 
+const format = { type: 'string', enum: ['jsonl', 'csv'], default: 'jsonl' } as const;
+const limit = { type: 'integer', minimum: 1, maximum: 10000, description: 'one page of at most this many results (the next page: `after` = the `X-Next-After` header); absent: every result, streamed' } as const;
+const after = { type: 'integer', minimum: 0, description: 'the page after this cursor (`X-Next-After` of the previous page)' } as const;
+
 export const RESULTS_QUERY = {
   type: 'object',
   additionalProperties: false,
-  properties: { format: { type: 'string', enum: ['jsonl', 'csv'], default: 'jsonl' } },
+  properties: { format },
+} as const;
+
+export const BATCH_RESULTS_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { format, limit, after },
+} as const;
+
+export const BATCH_STATUS_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { reconcile: { type: 'boolean', default: false, description: 'recount the batch from its entries and jobs (after a crash; costs a read of the unfinished entries)' } },
+} as const;
+
+export const RESULTS_FILTER_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    label: { type: 'string', minLength: 1, description: 'results with this label' },
+    minConfidence: { type: 'number', minimum: 0, maximum: 1, description: 'results at least this confident' },
+    model: { type: 'string', minLength: 1, description: 'NAME (any version) or NAME@VERSION' },
+    batch: { type: 'string', pattern: '^batch-[0-9a-f]{32}$', description: "this batch's files (their path as the batch listed them)" },
+    pathPrefix: { type: 'string', minLength: 1, description: 'paths starting with this text' },
+    since: { type: 'string', minLength: 1, description: 'finished at or after this time (ISO 8601)' },
+    until: { type: 'string', minLength: 1, description: 'finished before this time (ISO 8601)' },
+    ok: { type: 'boolean', description: 'successes only (true) or failures only (false)' },
+    format,
+    limit,
+    after,
+  },
 } as const;
 
 export const UPLOAD_QUERY = {

@@ -1,8 +1,10 @@
 /**
  * The HTTP API of queue mode (fastify): clips and batches in, job status, SSE progress and
  * results out; OpenAPI at /openapi.json (UI at /docs), Bull Board at /admin/queues, Prometheus
- * at /metrics, health at /healthz and /readyz. Errors: `{error: {code, message}}` with the HTTP
- * status of the code. Keys: FRAMEWISE_API_KEYS (bearer) protects everything but the health probes.
+ * at /metrics, health at /healthz and /readyz. Batches and stored results: batch-routes.ts.
+ * Errors: `{error: {code, message}}` with the HTTP status of the code. Keys: FRAMEWISE_API_KEYS
+ * (bearer) protects everything but the health probes. Needs PostgreSQL (DATABASE_URL) from the
+ * start: results, batches and their entries live there.
  */
 import { basename, extname, join } from 'node:path';
 import { rm } from 'node:fs/promises';
@@ -18,7 +20,6 @@ import { getLogger } from '../config/log.js';
 import { FramewiseError, isFramewiseError } from '../errors/index.js';
 import { probe } from '../media/ffmpeg.js';
 import { TemporalHead } from '../ml/head.js';
-import { batchResults, batchStatus, cancelBatch, createBatch, pauseBatch, resultsToCsv, resultsToJsonl, resumeBatch, type BatchMode } from '../jobs/queue/batches.js';
 import { cancelClip, clipStatus, submitClip, toClipWindows } from '../jobs/queue/clips.js';
 import { currentModelInfo, type ModelInfo } from '../jobs/queue/model-info.js';
 import type { ClipWindows } from '../jobs/queue/payloads.js';
@@ -26,13 +27,14 @@ import { ALL_QUEUES } from '../jobs/queue/names.js';
 import { openQueueRuntime, withQueue, type QueueRuntime } from '../jobs/queue/runtime.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
 import { createAuthHook, createKeyCheck } from './auth.js';
+import { batchRoutes } from './batch-routes.js';
 import { modelRoutes } from './model-routes.js';
 import { trainingRoutes } from './training-routes.js';
 import { webPlugin } from './web.js';
 import { apiClientErrorHandler, apiErrorHandler, apiNotFoundHandler, safeStatus } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { createPathGuard } from './path-guard.js';
-import { BATCH_BODY, CLIP_JSON_BODY, ERROR_BODY, ID_PARAMS, RESULTS_QUERY, SUBMITTED_BODY, UPLOAD_QUERY } from './schemas.js';
+import { CLIP_JSON_BODY, ERROR_BODY, ID_PARAMS, SUBMITTED_BODY, UPLOAD_QUERY } from './schemas.js';
 import { streamJobEvents } from './sse.js';
 import { downloadUrl, storeStream, type StoredUpload } from './uploads.js';
 import { createNetworkPolicy, hasCredentials } from '../net/net-guard.js';
@@ -63,17 +65,6 @@ interface ClipOptions {
 interface ClipBody extends ClipOptions {
   path?: string;
   url?: string;
-}
-
-interface BatchBody {
-  path?: string;
-  glob?: string;
-  manifest?: string;
-  mode?: BatchMode;
-  webhook?: string;
-  topK?: number;
-  windows?: string;
-  threshold?: number;
 }
 
 const VERSION = '0.1.0';
@@ -107,6 +98,13 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
   const q = config.queue;
   const rt = opts.runtime ?? openQueueRuntime(config, 'producer');
   const ownsRuntime = opts.runtime === undefined;
+  // results and batch entries live in PostgreSQL: a missing or unreachable database stops the start here, naming DATABASE_URL
+  try {
+    await rt.db.ready();
+  } catch (err) {
+    if (ownsRuntime) await rt.close();
+    throw err;
+  }
   const guard = createPathGuard(q.pathRoots);
   const tools = runtimeFromConfig(config).tools;
   const uploadsDir = join(q.dataDir, 'uploads');
@@ -185,6 +183,8 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
         ...(body.windows ? { windows: body.windows } : {}),
       });
       failed = false;
+      // an upload belongs to the job made with it: a submission that made none does not keep it
+      if (!out.created && held) await rm(file.path, { force: true }).catch(() => undefined);
       const status = await clipStatus(rt, out.jobId);
       void reply.header('location', `/v1/jobs/${out.jobId}`);
       if (status.state === 'completed') return reply.status(200).send({ jobId: out.jobId, created: out.created, state: status.state, source, ...(status.result ? { result: { ...status.result, path: source } } : {}) });
@@ -242,37 +242,7 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
     safeStatus(await cancelClip(rt, req.params.id)),
   );
 
-  app.post<{ Body: BatchBody }>(
-    '/v1/batches',
-    { schema: { summary: 'Label a folder, glob or manifest on the server (within FRAMEWISE_PATH_ROOTS): one job per file', tags: ['batches'], body: BATCH_BODY } },
-    async (req, reply) => {
-      const b = req.body;
-      const o = await checkClipOptions(b);
-      const out = await createBatch(rt, { source: { path: b.path, glob: b.glob, manifest: b.manifest }, mode: b.mode ?? 'all', webhook: o.webhook, topK: o.topK, guard, ...(o.model ? { model: o.model } : {}), ...(o.windows ? { windows: o.windows } : {}) });
-      void reply.header('location', `/v1/batches/${out.batchId}`);
-      return reply.status(202).send(out);
-    },
-  );
-
-  app.get<{ Params: { id: string } }>('/v1/batches/:id', { schema: { summary: 'A batch: counts by state and progress', tags: ['batches'], params: ID_PARAMS } }, async (req) => batchStatus(rt, req.params.id));
-
-  app.get<{ Params: { id: string }; Querystring: { format?: 'jsonl' | 'csv' } }>(
-    '/v1/batches/:id/results',
-    { schema: { summary: 'Results of the finished files, in input order (JSON Lines or CSV, as `framewise label` writes them)', tags: ['batches'], params: ID_PARAMS, querystring: RESULTS_QUERY } },
-    async (req, reply) => {
-      const results = (await batchResults(rt, req.params.id)).map((r) => safeStatus(r));
-      if (req.query.format === 'csv') return reply.type('text/csv; charset=utf-8').send(resultsToCsv(results));
-      return reply.type('application/x-ndjson; charset=utf-8').send(resultsToJsonl(results));
-    },
-  );
-
-  for (const [action, fn] of [
-    ['pause', pauseBatch],
-    ['resume', resumeBatch],
-    ['cancel', cancelBatch],
-  ] as const) {
-    app.post<{ Params: { id: string } }>(`/v1/batches/:id/${action}`, { schema: { summary: `${action[0]?.toUpperCase()}${action.slice(1)} a batch`, tags: ['batches'], params: ID_PARAMS } }, async (req) => fn(rt, req.params.id));
-  }
+  await app.register(batchRoutes, { runtime: rt, config, guard, checkOptions: checkClipOptions, ...(opts.ssePollMs !== undefined ? { ssePollMs: opts.ssePollMs } : {}) });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
@@ -285,7 +255,7 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
    * the model's id and version only to callers with a key (or when no keys are configured).
    */
   const hasKey = createKeyCheck(q.apiKeys);
-  app.get('/readyz', { schema: { summary: 'Redis reachable and the current model loadable', tags: ['ops'] } }, async (req, reply) => {
+  app.get('/readyz', { schema: { summary: 'Redis and PostgreSQL reachable and the current model loadable', tags: ['ops'] } }, async (req, reply) => {
     const checks: Record<string, string> = {};
     try {
       await withTimeout(withQueue(() => rt.redis.ping()), READY_TIMEOUT_MS);
@@ -293,6 +263,13 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
     } catch (err) {
       req.log.warn({ err: String(err) }, 'readiness: Redis check failed');
       checks.redis = 'failed';
+    }
+    try {
+      await withTimeout(rt.db.query('SELECT 1'), READY_TIMEOUT_MS);
+      checks.database = 'ok';
+    } catch (err) {
+      req.log.warn({ err: String(err) }, 'readiness: database check failed');
+      checks.database = 'failed';
     }
     try {
       const info = await currentModelInfo(config);
@@ -309,7 +286,7 @@ export async function buildServer(config: Config, opts: ApiOptions = {}): Promis
       req.log.warn({ err: String(err) }, 'readiness: model check failed');
       checks.model = 'failed';
     }
-    const ready = checks.redis === 'ok' && checks.model?.startsWith('ok') === true;
+    const ready = checks.redis === 'ok' && checks.database === 'ok' && checks.model?.startsWith('ok') === true;
     return reply.status(ready ? 200 : 503).send({ ready, checks });
   });
 

@@ -1,7 +1,9 @@
 /**
  * Getting a clip onto the server's disk: a multipart upload or a URL download, streamed to a
- * temporary file with a size limit (413 past it) while its sha256 is computed, then renamed to a
- * content-addressed name under FRAMEWISE_DATA_DIR/uploads (the same bytes are stored once).
+ * temporary file with a size limit (413 past it) while its sha256 is computed, then renamed to
+ * `<sha256>-<request id><ext>` under FRAMEWISE_DATA_DIR/uploads. Each upload is its own file: it
+ * belongs to the one job made with it (retention deletes it after that job ends: see
+ * jobs/queue/retention.ts), and a request that made no job removes it at once.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -13,11 +15,11 @@ import { FramewiseError, toStorageError } from '../errors/index.js';
 import { guardedRequest, redactUrl, UnreachableError, type NetworkPolicy } from '../net/net-guard.js';
 
 export interface StoredUpload {
-  /** Content-addressed file: `<dataDir>/uploads/<sha256><ext>`. */
+  /** `<dataDir>/uploads/<sha256>-<request id><ext>`. */
   path: string;
   contentHash: string;
   sizeBytes: number;
-  /** True when these bytes were not stored before. */
+  /** True when the file was stored by this request (always, since uploads are stored per request). */
   fresh: boolean;
 }
 
@@ -48,7 +50,7 @@ function safeExt(name: string | undefined): string {
 }
 
 /**
- * Stream to `<uploadsDir>/<sha256><ext>`, failing with FW_ERR_UPLOAD_TOO_LARGE past `limit` bytes.
+ * Stream to `<uploadsDir>/<sha256>-<request id><ext>`, failing with FW_ERR_UPLOAD_TOO_LARGE past `limit` bytes.
  * With `holds`, the file's count there is raised before it is stored (the caller lowers it when
  * done with the file), so that a concurrent request never removes a file another one uses.
  */
@@ -82,7 +84,7 @@ export async function storeStream(source: NodeJS.ReadableStream, uploadsDir: str
     throw err;
   }
   const contentHash = hash.digest('hex');
-  const path = join(uploadsDir, `${contentHash}${safeExt(nameHint)}`);
+  const path = join(uploadsDir, `${contentHash}-${randomBytes(4).toString('hex')}${safeExt(nameHint)}`);
   holds?.set(path, (holds.get(path) ?? 0) + 1);
   const existed = await stat(path).then(
     () => true,

@@ -20,6 +20,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { PROJECT_ROOT, type Config } from '../config/index.js';
 import { FramewiseError } from '../errors/index.js';
 import { isClipId, stageJobIds } from '../jobs/queue/idempotency.js';
+import { readResult } from '../jobs/queue/results-store.js';
 import { QueueName } from '../jobs/queue/names.js';
 import type { ClipRef } from '../jobs/queue/payloads.js';
 import { withQueue, type QueueRuntime } from '../jobs/queue/runtime.js';
@@ -143,8 +144,11 @@ async function clipPath(rt: QueueRuntime, jobId: string): Promise<string> {
     }
     return undefined;
   });
-  if (!clip) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no job ${jobId}`);
-  return clip.path;
+  if (clip) return clip.path;
+  // its jobs have left Redis (retention): the file it read, as its stored result records it
+  const stored = await readResult(rt.db, jobId);
+  if (!stored?.realPath) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no job ${jobId}`);
+  return stored.realPath;
 }
 
 export const webPlugin: FastifyPluginAsync<WebOptions> = async (app, opts) => {

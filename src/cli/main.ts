@@ -32,6 +32,7 @@ import { roundTimings } from '../features/pipeline-schedule.js';
 import { createProgress } from './progress.js';
 import { nonNegativeNumber, positiveInt, positiveNumber, unitInterval } from './arg-parsers.js';
 import { registerQueueCommands } from './queue-commands.js';
+import { registerResultsCommands } from './results-commands.js';
 import { registerModelCommands } from './models-commands.js';
 import { addHeadOptions, augmentArg, headOptionsFrom, streamsArg, trainOptionsFrom, unknownRuleArg, type HeadFlags } from './train-options.js';
 import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../features/streams.js';
@@ -483,6 +484,7 @@ export function buildProgram(io: Io, run: (fn: (config: Config) => Promise<numbe
     .action(async (o) => run((c) => cmdExport(o, c, io)));
 
   registerQueueCommands(program, io, run);
+  registerResultsCommands(program, io, run);
   registerModelCommands(program, io, run);
   return program;
 }

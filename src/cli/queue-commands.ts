@@ -1,11 +1,12 @@
 /**
  * Queue-mode commands, registered on the main program:
  *   framewise serve [--host --port]                 the HTTP API
- *   framewise worker <all|decode|embed|classify|webhook|train[,...]>
+ *   framewise worker <all|decode|embed|classify|webhook|train|ingest[,...]>
  *   framewise submit <files...> [--wait]            one job per file (prints job ids, or results)
  *   framewise batch <dir|glob|manifest> [--mode missing|all] [--windows W,S] [--wait]
  *   framewise status <job or batch id>
- * They need Redis (REDIS_URL); `label` keeps working inline without it. Files given to `submit`
+ * They need Redis (REDIS_URL) and PostgreSQL (DATABASE_URL: results, batch entries); `label` keeps
+ * working inline without either. Files given to `submit`
  * and `batch` are read by the workers: they must see the same paths (one machine or a shared
  * file system). Output: JSON on stdout, the same result lines as `label`.
  */
@@ -17,7 +18,9 @@ import { getLogger } from '../config/log.js';
 import { FramewiseError, toFramewiseError } from '../errors/index.js';
 import { expandInputs } from '../features/inputs.js';
 import { failure, type LabelResult } from '../jobs/label.js';
-import { BATCH_MODES, batchResults, batchStatus, createBatch, resultsToCsv, type BatchMode, type BatchSource } from '../jobs/queue/batches.js';
+import { BATCH_MODES, batchStatus, createBatch, streamBatchResults, type BatchMode, type BatchSource, type BatchStatus } from '../jobs/queue/batches.js';
+import { csvHeader, resultCsvRows } from '../jobs/result-csv.js';
+import { stringify } from 'csv-stringify/sync';
 import { clipStatus, submitClip, toClipWindows, toResult, waitForClip } from '../jobs/queue/clips.js';
 import { currentModelInfo, type ModelInfo } from '../jobs/queue/model-info.js';
 import type { ClipWindows } from '../jobs/queue/payloads.js';
@@ -44,9 +47,11 @@ const port = (v: string): number => {
   return n;
 };
 
+/** The queue and its database (results, batch entries: DATABASE_URL, checked first). */
 async function withRuntime<T>(config: Config, fn: (rt: QueueRuntime) => Promise<T>): Promise<T> {
   const rt = openQueueRuntime(config, 'producer');
   try {
+    await rt.db.ready();
     return await fn(rt);
   } finally {
     await rt.close();
@@ -163,21 +168,29 @@ async function cmdBatch(source: string, o: WindowsFlags & { mode: BatchMode; wai
       line(io, out);
       return EXIT.OK;
     }
-    io.stderr.write(`framewise: batch ${out.batchId}: ${out.total} files (${out.created} new jobs, ${out.skipped} skipped)\n`);
+    io.stderr.write(`framewise: batch ${out.batchId}: an ingest worker lists, hashes and queues its files\n`);
+    let s: BatchStatus | undefined;
     for (;;) {
-      let s;
       try {
         s = await batchStatus(rt, out.batchId);
       } catch (err) {
         if (!(err instanceof FramewiseError && err.code === 'FW_ERR_QUEUE_UNAVAILABLE')) throw err;
       }
-      if (s && (s.state === 'completed' || s.state === 'cancelled')) break;
+      if (s && s.finishedAt !== null) break;
       await sleep(500);
     }
-    const results = await batchResults(rt, out.batchId);
-    if (o.format === 'csv') io.stdout.write(resultsToCsv(results));
-    else for (const r of results) line(io, r);
-    return results.some((r) => !r.ok) ? EXIT.PARTIAL : EXIT.OK;
+    if (!s) throw new FramewiseError('FW_ERR_INTERNAL', `batch ${out.batchId}: no status`);
+    io.stderr.write(`framewise: batch ${out.batchId} ${s.state}: ${s.counts.total} files (${s.counts.completed} labelled, ${s.counts.failed} failed, ${s.counts.cancelled} cancelled, ${s.skipped} skipped)\n`);
+    // streamed from PostgreSQL: any size in flat memory
+    const segments = windowed.windows !== undefined;
+    let failed = 0;
+    if (o.format === 'csv') io.stdout.write(csvHeader(segments));
+    for await (const { line: r } of streamBatchResults(rt, out.batchId)) {
+      if (!r.ok) failed++;
+      if (o.format === 'csv') io.stdout.write(stringify(resultCsvRows(r, segments)));
+      else line(io, r);
+    }
+    return failed > 0 ? EXIT.PARTIAL : EXIT.OK;
   });
 }
 
@@ -199,7 +212,7 @@ export function registerQueueCommands(program: Command, io: CliIo, run: Run): vo
 
   program
     .command('worker')
-    .description('run queue workers until SIGTERM/SIGINT: decode (CPU), embed (GPU-bound), classify, webhook, train; `all` = every kind')
+    .description('run queue workers until SIGTERM/SIGINT: decode (CPU), embed (GPU-bound), classify, webhook, train, ingest (batch listing); `all` = every kind')
     .addArgument(new Argument('<kinds>', `all, or one or more of ${WORKER_KINDS.join(', ')} (comma-separated)`).argParser(parseWorkerKinds))
     .option('--log-level <level>', 'log level on stderr (default: FRAMEWISE_LOG_LEVEL or info)')
     .action(async (kinds: WorkerKind[]) => run((c) => cmdWorker(kinds, c)));
@@ -221,7 +234,7 @@ export function registerQueueCommands(program: Command, io: CliIo, run: Run): vo
 
   program
     .command('batch')
-    .description('label a folder, glob or manifest as one batch (one job per file); prints the batch id, or with --wait the results')
+    .description('label a folder, glob or manifest as one batch (one job per file; an ingest worker lists it); prints the batch status at once, or with --wait the results')
     .argument('<source>', 'a folder, a glob (quoted) or a manifest .csv')
     .addOption(new Option('--mode <mode>', 'missing: skip files already labelled by the current model; all: every file').choices(BATCH_MODES).default('all'))
     .option('--wait', 'wait for the batch and print its results')

@@ -77,6 +77,21 @@ export const ENV_SCHEMA = z.object({
   FRAMEWISE_WEBHOOK_ATTEMPTS: intFromString(1).default(5),
   FRAMEWISE_WEBHOOK_TIMEOUT_MS: intFromString(100).default(10_000),
   FRAMEWISE_SHUTDOWN_TIMEOUT_MS: intFromString(0).max(60_000).default(8000),
+  // results (PostgreSQL), ingest and retention (queue mode)
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'expected postgres://user:password@host:port/database')
+    .optional(),
+  FRAMEWISE_DB_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lower-case letters, digits and _ (a PostgreSQL schema name)').default('framewise'),
+  FRAMEWISE_DB_POOL_SIZE: intFromString(1).max(100).default(8),
+  FRAMEWISE_INGEST_CONCURRENCY: intFromString(1).default(4),
+  FRAMEWISE_INGEST_HASH_CONCURRENCY: intFromString(1).default(8),
+  FRAMEWISE_INGEST_CHUNK: intFromString(1).max(10_000).default(500),
+  FRAMEWISE_INGEST_WINDOW: intFromString(1).default(4000),
+  FRAMEWISE_RETENTION_JOBS_AGE_S: intFromString(0).default(3600),
+  FRAMEWISE_RETENTION_JOBS_COUNT: intFromString(0).default(1000),
+  FRAMEWISE_RETENTION_UPLOADS_S: intFromString(0).default(3600),
+  FRAMEWISE_RETENTION_BATCHES_S: intFromString(0).default(7 * 24 * 3600),
   FRAMEWISE_NETWORK_ALLOW: z
     .string()
     .optional()
@@ -153,6 +168,34 @@ export interface QueueConfig {
    * private, link-local or otherwise internal (refused by default); empty = public addresses only.
    */
   readonly networkAllow: readonly string[];
+  /** PostgreSQL (results, batch entries): the API, the classify and ingest workers and `framewise results` need it. */
+  readonly databaseUrl: string | undefined;
+  /** The PostgreSQL schema framewise's tables live in (several deployments can share a database). */
+  readonly dbSchema: string;
+  /** Connections per process. */
+  readonly dbPoolSize: number;
+  /** Batches one ingest worker lists at once. */
+  readonly ingestConcurrency: number;
+  /** Files one ingest hashes at once. */
+  readonly ingestHashConcurrency: number;
+  /** Files per ingest step (listed, hashed, recorded and queued together). */
+  readonly ingestChunk: number;
+  /** Backpressure: ingest stops adding a batch's files while this many of them are unfinished. */
+  readonly ingestWindow: number;
+  /** Retention in Redis (see {@link RetentionConfig}). */
+  readonly retention: RetentionConfig;
+}
+
+/** How long things are kept (FRAMEWISE_RETENTION_*); results themselves live in PostgreSQL. */
+export interface RetentionConfig {
+  /** Finished jobs stay in Redis at most this long (seconds) … */
+  readonly jobsAgeS: number;
+  /** … and at most this many per queue and outcome. */
+  readonly jobsCount: number;
+  /** An uploaded file is deleted this long (seconds) after its job ends (0: at once). */
+  readonly uploadsS: number;
+  /** A finished batch's record leaves Redis after this long (its status and results stay in PostgreSQL). */
+  readonly batchesS: number;
 }
 
 /** Validate an environment (default: process.env) into a frozen Config; all problems in one error. */
@@ -212,6 +255,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       webhookTimeoutMs: e.FRAMEWISE_WEBHOOK_TIMEOUT_MS,
       shutdownTimeoutMs: e.FRAMEWISE_SHUTDOWN_TIMEOUT_MS,
       networkAllow: Object.freeze(listOf(e.FRAMEWISE_NETWORK_ALLOW)),
+      databaseUrl: e.DATABASE_URL,
+      dbSchema: e.FRAMEWISE_DB_SCHEMA,
+      dbPoolSize: e.FRAMEWISE_DB_POOL_SIZE,
+      ingestConcurrency: e.FRAMEWISE_INGEST_CONCURRENCY,
+      ingestHashConcurrency: e.FRAMEWISE_INGEST_HASH_CONCURRENCY,
+      ingestChunk: e.FRAMEWISE_INGEST_CHUNK,
+      ingestWindow: e.FRAMEWISE_INGEST_WINDOW,
+      retention: Object.freeze({
+        jobsAgeS: e.FRAMEWISE_RETENTION_JOBS_AGE_S,
+        jobsCount: e.FRAMEWISE_RETENTION_JOBS_COUNT,
+        uploadsS: e.FRAMEWISE_RETENTION_UPLOADS_S,
+        batchesS: e.FRAMEWISE_RETENTION_BATCHES_S,
+      }),
     }),
   });
 }

@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   FW_ERR_INPUT_CHANGED: { permanent: true, http: 409, meaning: 'The file changed between submission and decoding (its content hash differs): submit it again.' },
   FW_ERR_ARTIFACT_STORE: { permanent: false, http: 500, meaning: 'The artifact store (decoded frames between the decode and embed stages) could not be read or written.' },
   FW_ERR_ARTIFACT_MISSING: { permanent: true, http: 500, meaning: 'The decoded frames of a job are missing from the artifact store (the decode and embed workers must share FRAMEWISE_DATA_DIR).' },
+  FW_ERR_DATABASE_UNAVAILABLE: { permanent: false, http: 503, meaning: 'PostgreSQL (DATABASE_URL: results, batch entries) cannot be reached, or refused the connection.' },
   FW_ERR_QUEUE_UNAVAILABLE: { permanent: false, http: 503, meaning: 'Redis (the queue) cannot be reached.' },
   FW_ERR_WEBHOOK_FAILED: { permanent: false, http: 502, meaning: 'A webhook endpoint did not answer with a 2xx status (retried with backoff).' },
   FW_ERR_INTERNAL: { permanent: false, http: 500, meaning: 'An unexpected internal error.' },

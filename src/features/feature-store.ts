@@ -180,8 +180,10 @@ export function decodeEntry(buf: Buffer, expected?: FeatureKey): FeatureSequence
 }
 
 const hashCache = new Map<string, { size: number; mtimeMs: number; hash: string }>();
+/** Hashes remembered per process: a worker that labels a million files keeps the latest ones only. */
+const HASH_CACHE_MAX = 10_000;
 
-/** sha256 of a file's bytes (streamed), cached per process by (path, size, mtime). */
+/** sha256 of a file's bytes (streamed), cached per process by (path, size, mtime), the latest {@link HASH_CACHE_MAX}. */
 export async function contentHash(path: string): Promise<string> {
   const st = await stat(path);
   const cached = hashCache.get(path);
@@ -194,6 +196,8 @@ export async function contentHash(path: string): Promise<string> {
       .on('error', rej);
   });
   const hex = hash.digest('hex');
+  hashCache.delete(path);
   hashCache.set(path, { size: st.size, mtimeMs: st.mtimeMs, hash: hex });
+  if (hashCache.size > HASH_CACHE_MAX) hashCache.delete(hashCache.keys().next().value as string);
   return hex;
 }

@@ -27,13 +27,24 @@
  *               interleaved in the same run; the ratio, clips/s and the per-stage breakdown,
  *               for the rgb-only path and the default `motion` stream path
  *
- * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,
+ *   archive     (only with `--only archive`) a batch of a synthetic archive of 100,000 distinct
+ *               small files through the HTTP API, the ingest worker and stand-in stage workers:
+ *               time to 202, ingest files/s, p50/p99 of GET /healthz and GET /v1/batches/:id
+ *               during the ingest, Redis used memory at peak and after, `results export` of every
+ *               row with its peak RSS (test/bench/archive-bench.ts); then a 500-clip batch through
+ *               the whole pipeline (real workers) against inline `label` of the same clips, clips/s
+ *   archive-ingest (only with `--only archive-ingest`) the ingest alone: 20,000 files listed,
+ *               hashed, recorded and queued with no stage worker and no window to wait at
+ *
+ * Options: --quick (fewer repeats), --only decode,embed,head,e2e,queue,windows,streams,stream-sets,realclips,archive,archive-ingest,
  *          --windows-minutes 1,10,60 (the video lengths of the windows section),
  *          --windows-model DIR (the head the windows section labels with: default the bundled one;
  *          a head over other streams, e.g. motion,pose, measures the multi-stream pass),
  *          --realclips N (how many surv_fight clips, default 100), --reps R (realclips passes, default 2),
  *          --realclips-paths rgb,motion (which extract paths; default both; `rgb-before`, `motion-before`:
- *          the same with ffprobe per clip and one ffmpeg process per clip, as before issue 12's last changes)
+ *          the same with ffprobe per clip and one ffmpeg process per clip, as before issue 12's last changes),
+ *          --archive-files N (default 100000; 5000 with --quick), --archive-clips N (default 500; 40 with
+ *          --quick; 0: none), --archive-ingest-files N (default 20000; 5000 with --quick)
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -61,7 +72,18 @@ import { makeTempDir, removeDir } from '../helpers/clips.js';
 import { decodeLetterboxed } from '../helpers/letterbox.js';
 
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'windows-minutes': { type: 'string' }, 'windows-model': { type: 'string' }, realclips: { type: 'string' }, 'realclips-paths': { type: 'string' }, reps: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'windows-minutes': { type: 'string' },
+    'windows-model': { type: 'string' },
+    realclips: { type: 'string' },
+    'realclips-paths': { type: 'string' },
+    reps: { type: 'string' },
+    'archive-files': { type: 'string' },
+    'archive-clips': { type: 'string' },
+    'archive-ingest-files': { type: 'string' },
+  },
 });
 const only = values.only ? new Set(values.only.split(',')) : undefined;
 const want = (s: string): boolean => !only || only.has(s);
@@ -565,6 +587,42 @@ async function benchRealClips(dir: string): Promise<void> {
   };
 }
 
+/**
+ * Archives: the 100,000-file batch (ingest, status, Redis, export: archive-bench.ts), then N clips
+ * through the whole pipeline with the real workers against inline `label` of the same clips.
+ */
+async function benchArchiveScale(dir: string): Promise<void> {
+  const { benchArchive } = await import('./archive-bench.js');
+  const { benchQueue } = await import('../../src/jobs/queue/bench.js');
+  const { makeArchive } = await import('../helpers/archive.js');
+  const files = Number(values['archive-files'] ?? (quick ? 5000 : 100_000));
+  const scale = await benchArchive({ files, log });
+  log(
+    `archive    ${files} files: 202 in ${fmt(scale.postMs, 0)} ms · ingest ${fmt(scale.ingestFilesPerSec, 0)} files/s · GET /healthz p50 ${fmt(scale.healthz.p50Ms)} / p99 ${fmt(scale.healthz.p99Ms)} ms · GET batch p50 ${fmt(scale.batchGet.p50Ms)} / p99 ${fmt(scale.batchGet.p99Ms)} ms (n=${scale.batchGet.n}; Redis PING p50 ${fmt(scale.redisPing.p50Ms)} / p99 ${fmt(scale.redisPing.p99Ms)} ms) · Redis ${fmt(scale.redisUsedMemoryMiB.before)} → peak ${fmt(scale.redisUsedMemoryMiB.peak)} → after ${fmt(scale.redisUsedMemoryMiB.after)} MiB · export ${scale.export.rows} rows in ${fmt(scale.export.seconds)} s, peak RSS ${fmt(scale.export.maxRssMiB, 0)} MiB`,
+  );
+  log(`archive    GET /v1/results (a page of 1,000 of ${scale.export.rows} rows): ${Object.entries(scale.queries).map(([k, v]) => `${k} ${fmt(v)} ms`).join(' · ')}`);
+  const n = Number(values['archive-clips'] ?? (quick ? 40 : 500));
+  if (n === 0) {
+    results.archive = { scale };
+    return;
+  }
+  const base = join(dir, 'archive-clip.mp4');
+  await makeClip({ ...randomClipSpec('zoom_in', 4242), seconds: 2, width: 160, height: 120 }, base);
+  const clips = (await makeArchive(join(dir, 'archive-clips'), base, n, { perFolder: 100 })).map((f) => f.path);
+  const pipeline = await benchQueue({ clips, decodeWorkers: 1 });
+  log(`archive    ${n} clips through the whole pipeline: ${fmt(pipeline.clipsPerMin / 60, 2)} clips/s (failed ${pipeline.failed}) · inline label of the same clips: ${fmt(Number(pipeline.inlineClipsPerMin) / 60, 2)} clips/s`);
+  results.archive = { scale, pipeline: { ...pipeline, clipsPerSec: pipeline.clipsPerMin / 60, inlineClipsPerSec: Number(pipeline.inlineClipsPerMin) / 60 } };
+}
+
+/** The ingest alone (no stage worker, no window to wait at): files/s and the status latency meanwhile. */
+async function benchArchiveIngest(): Promise<void> {
+  const { benchArchive } = await import('./archive-bench.js');
+  const files = Number(values['archive-ingest-files'] ?? (quick ? 5000 : 20_000));
+  const r = await benchArchive({ files, drain: false, log });
+  log(`archive-ingest ${files} files, no stage workers: 202 in ${fmt(r.postMs, 0)} ms · ingest ${fmt(r.ingestFilesPerSec, 0)} files/s · GET batch p50 ${fmt(r.batchGet.p50Ms)} / p99 ${fmt(r.batchGet.p99Ms)} ms (Redis PING p50 ${fmt(r.redisPing.p50Ms)} / p99 ${fmt(r.redisPing.p99Ms)} ms) · Redis ${fmt(r.redisUsedMemoryMiB.before)} → ${fmt(r.redisUsedMemoryMiB.peak)} MiB`);
+  results.archiveIngest = r;
+}
+
 async function main(): Promise<void> {
   const dir = await makeTempDir('fw-bench-');
   const cacheDir = join(dir, 'cache');
@@ -580,6 +638,8 @@ async function main(): Promise<void> {
     if (want('stream-sets')) await benchStreamSets(dir);
     if (want('streams')) await benchStreams(dir, cacheDir);
     if (wantNamed('realclips')) await benchRealClips(dir);
+    if (wantNamed('archive')) await benchArchiveScale(dir);
+    if (wantNamed('archive-ingest')) await benchArchiveIngest();
   } finally {
     clearInterval(rssTimer);
     peakRss = Math.max(peakRss, process.memoryUsage.rss());

@@ -1,8 +1,8 @@
 /**
- * Batches through the HTTP API against real workers: a folder of good and bad files (empty,
- * text named .mp4, truncated mp4) — every good file labelled, every bad one failed with its
- * code, counts right, results as JSON Lines and CSV; `mode: missing` re-run adds no jobs and
- * decodes nothing; pause/resume and cancel.
+ * Batches through the HTTP API against real workers (the ingest worker lists each source): a
+ * folder of good and bad files (empty, text named .mp4, truncated mp4) — every good file labelled,
+ * every bad one failed with its code, counts right, results as JSON Lines and CSV; `mode: missing`
+ * re-run adds no jobs and decodes nothing; pause/resume and cancel.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +19,7 @@ import { QueueName } from '../../src/jobs/queue/names.js';
 import type { QueueRuntime } from '../../src/jobs/queue/runtime.js';
 import type { WorkerGroup } from '../../src/jobs/queue/workers.js';
 import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
+import { batchFinished, batchListed, waitBatch as waitFor } from '../helpers/batches.js';
 import { makeBadFiles, makeClips } from '../helpers/queue-fixtures.js';
 
 let harness: ApiHarness;
@@ -51,17 +52,7 @@ afterAll(async () => {
   await harness?.close();
 });
 
-async function waitBatch(batchId: string, until: (s: BatchStatus) => boolean = (s) => s.state === 'completed' || s.state === 'cancelled', timeoutMs = 60_000): Promise<BatchStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await app.inject({ method: 'GET', url: `/v1/batches/${batchId}` });
-    expect(res.statusCode, res.body).toBe(200);
-    const s = res.json<BatchStatus>();
-    if (until(s)) return s;
-    if (Date.now() > deadline) throw new Error(`batch did not get there: ${res.body}`);
-    await sleep(150);
-  }
-}
+const waitBatch = (batchId: string, until: (s: BatchStatus) => boolean = batchFinished, timeoutMs = 60_000): Promise<BatchStatus> => waitFor(app, batchId, until, timeoutMs);
 
 const stats = (kind: string) => workers.handles.find((h) => h.kind === kind)!.stats;
 
@@ -72,10 +63,13 @@ describe('batches', () => {
     const bad = await makeBadFiles(folder, good[0]!.path);
     const res = await app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder, mode: 'missing', webhook: hookUrl } });
     expect(res.statusCode, res.body).toBe(202);
-    const created = res.json<{ batchId: string; total: number; created: number; skipped: number }>();
-    expect(created).toMatchObject({ total: 7, created: 7, skipped: 0 });
+    // the answer comes before the listing: the ingest worker lists, hashes and queues
+    const created = res.json<BatchStatus>();
+    expect(created).toMatchObject({ state: 'running', ingest: { state: 'queued', found: 0 } });
+    expect(res.headers.location).toBe(`/v1/batches/${created.batchId}`);
     const done = await waitBatch(created.batchId);
     expect(done.state).toBe('completed');
+    expect(done.ingest).toEqual({ state: 'done', found: 7, hashed: 7, queued: 7, skipped: 0, rejected: 0, error: null });
     expect(done.counts).toEqual({ total: 7, queued: 0, active: 0, paused: 0, completed: 4, failed: 3, cancelled: 0 });
     expect(done.progress).toBe(1);
     for (let i = 0; i < 50 && hooks.length === 0; i++) await sleep(100);
@@ -109,9 +103,8 @@ describe('batches', () => {
     const before = { jobs: await counts(), decoded: stats('decode').computed, hits: stats('decode').storeHits };
     const again = await app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder, mode: 'missing' } });
     expect(again.statusCode).toBe(202);
-    const second = again.json<{ batchId: string; total: number; created: number; skipped: number }>();
-    expect(second).toMatchObject({ created: 0, skipped: 4, total: 3 });
-    const done2 = await waitBatch(second.batchId);
+    const done2 = await waitBatch(again.json<BatchStatus>().batchId);
+    expect(done2.ingest).toMatchObject({ found: 7, skipped: 4, queued: 3 });
     expect(done2.counts).toMatchObject({ total: 3, failed: 3, completed: 0 });
     expect(await counts()).toEqual(before.jobs);
     expect(stats('decode').computed).toBe(before.decoded);
@@ -119,8 +112,10 @@ describe('batches', () => {
 
     // `all` lists every file again, reusing the stored results (no new work either)
     const all = await app.inject({ method: 'POST', url: '/v1/batches', payload: { glob: `${folder}/*.mp4`, mode: 'all' } });
-    expect(all.json()).toMatchObject({ total: 7, created: 0, skipped: 0 });
-    expect((await waitBatch(all.json<{ batchId: string }>().batchId)).counts).toMatchObject({ completed: 4, failed: 3 });
+    const allDone = await waitBatch(all.json<{ batchId: string }>().batchId);
+    expect(allDone.counts).toMatchObject({ total: 7, completed: 4, failed: 3 });
+    expect(allDone.skipped).toBe(0);
+    expect(await counts()).toEqual(before.jobs);
     expect(stats('decode').computed).toBe(before.decoded);
   });
 
@@ -142,13 +137,15 @@ describe('batches', () => {
     const single = await makeClips(join(roots, 'single'), ['pan_right'], 1, 2600);
     await decode.pause();
     const b = (await app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder } })).json<{ batchId: string }>();
+    // every batch job queued before the single clip comes
+    await waitBatch(b.batchId, batchListed);
     const s = await app.inject({ method: 'POST', url: '/v1/clips', payload: { path: single[0]!.path } });
     expect(s.statusCode, s.body).toBe(202);
     decode.resume();
     await waitBatch(b.batchId);
     const started = async (clipId: string): Promise<number> => (await rt.queues[QueueName.Decode].getJob(stageJobIds(clipId).decode))!.processedOn!;
     const singleStart = await started(s.json<{ jobId: string }>().jobId);
-    const entries = (await rt.redis.lrange(rt.keys.batchEntries(b.batchId), 0, -1)).map((e) => JSON.parse(e) as { jobId: string });
+    const entries = (await rt.db.query<{ jobId: string }>('SELECT job_id AS "jobId" FROM batch_entries WHERE batch_id = $1', [b.batchId])).rows;
     expect(entries).toHaveLength(batchClips.length);
     const batchStarts = await Promise.all(entries.map((e) => started(e.jobId)));
     expect(singleStart).toBeLessThanOrEqual(Math.min(...batchStarts));
@@ -161,6 +158,7 @@ describe('batches', () => {
     await decode.pause();
     const res = await app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder } });
     const { batchId } = res.json<{ batchId: string }>();
+    await waitBatch(batchId, batchListed);
     expect((await app.inject({ method: 'POST', url: `/v1/batches/${batchId}/pause` })).json()).toMatchObject({ state: 'paused' });
     decode.resume();
     const paused = await waitBatch(batchId, (s) => s.counts.paused === 4, 20_000);
@@ -176,6 +174,7 @@ describe('batches', () => {
     await decode.pause();
     const res3 = await app.inject({ method: 'POST', url: '/v1/batches', payload: { path: folder3 } });
     const b3 = res3.json<{ batchId: string }>().batchId;
+    await waitBatch(b3, batchListed);
     const cancelled = await app.inject({ method: 'POST', url: `/v1/batches/${b3}/cancel` });
     expect(cancelled.json()).toMatchObject({ state: 'cancelled', counts: { total: 2, cancelled: 2 } });
     decode.resume();

@@ -4,7 +4,7 @@
  * still inline with Redis unreachable.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -89,8 +89,47 @@ describe('framewise CLI, queue mode', () => {
     expect(code('empty.mp4')).toBe('FW_ERR_INPUT_EMPTY_FILE');
     expect(code('notes.mp4')).toBe('FW_ERR_MEDIA_NOT_VIDEO');
     expect(['FW_ERR_MEDIA_CORRUPT', 'FW_ERR_MEDIA_TRUNCATED']).toContain(code('truncated.mp4'));
+    // the answer comes at once (the worker lists the folder); status follows the batch to its end
     const again = await cli(['batch', dir, '--mode', 'missing']);
-    expect(JSON.parse(again.stdout)).toMatchObject({ created: 0, skipped: 2 });
+    expect(again.code, again.stderr).toBe(0);
+    const { batchId } = JSON.parse(again.stdout) as { batchId: string };
+    let status: { finishedAt: string | null; skipped: number; counts: { total: number; failed: number } } | undefined;
+    for (let i = 0; i < 300 && !status?.finishedAt; i++) {
+      if (i > 0) await sleep(200);
+      status = JSON.parse((await cli(['status', batchId])).stdout) as typeof status;
+    }
+    expect(status).toMatchObject({ skipped: 2, counts: { total: 3, failed: 3 } });
+    // the results stay in PostgreSQL: exported without Redis
+    const file = join(work, 'again.csv');
+    const exported = await cli(['results', 'export', '--batch', batchId, '--out', file], { REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(JSON.parse(exported.stderr.trim().split('\n').at(-1) as string)).toMatchObject({ written: 3, out: file });
+    const rows = (await readFile(file, 'utf8')).trim().split('\n');
+    expect(rows[0]).toBe('path,ok,label,confidence,top_k,model_version,error_code,error_message');
+    expect(rows.slice(1).map((r) => r.split(',')[1])).toEqual(['false', 'false', 'false']);
+    // and queried: by batch, outcome and path prefix
+    const failures = await cli(['results', 'query', '--batch', batchId, '--ok', 'false'], { REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(failures.code, failures.stderr).toBe(0);
+    const codes = lines(failures.stdout).map((r) => (r.ok ? 'ok' : r.error.code));
+    expect(codes).toHaveLength(3);
+    expect(codes).toEqual(expect.arrayContaining(['FW_ERR_INPUT_EMPTY_FILE', 'FW_ERR_MEDIA_NOT_VIDEO']));
+    const good = await cli(['results', 'query', '--path-prefix', dir, '--ok', 'true', '--format', 'csv']);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout.trim().split('\n').slice(1).map((r) => r.split(',')[0]).sort()).toEqual(clips.map((c) => c.path).sort());
+    expect((await cli(['results', 'query', '--since', 'not a time'])).stderr).toContain('FW_ERR_REQUEST_INVALID');
+  });
+
+  it('a queue service without its database stops at start with an error naming DATABASE_URL; label needs none', async () => {
+    const unset = await cli(['worker', 'all'], { DATABASE_URL: '' });
+    expect(unset.code).toBe(2);
+    expect(unset.stderr).toMatch(/FW_ERR_CONFIG_INVALID: DATABASE_URL is not set/);
+    const port = await freePort();
+    const down = await cli(['serve', '--port', String(port)], { DATABASE_URL: `postgres://framewise:secret@127.0.0.1:${await freePort()}/framewise` });
+    expect(down.code).toBe(3);
+    expect(down.stderr).toMatch(/FW_ERR_DATABASE_UNAVAILABLE: cannot use PostgreSQL at DATABASE_URL postgres:\/\/framewise@127\.0\.0\.1:\d+\/framewise/);
+    expect(down.stderr).not.toContain('secret');
+    const inline = await cli(['label', clips[0]!.path], { DATABASE_URL: '', REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(inline.code, inline.stderr).toBe(0);
   });
 
   it('serve answers HTTP and stops on SIGTERM', async () => {

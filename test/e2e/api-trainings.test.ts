@@ -36,7 +36,7 @@ beforeAll(async () => {
     },
     env: { FRAMEWISE_MODEL: 'moves' },
     // no version of `moves` exists yet: the workers start anyway and load heads with their jobs
-    workers: ['decode', 'embed', 'classify', 'train'],
+    workers: ['decode', 'embed', 'classify', 'train', 'ingest'],
   });
   ({ app, workers } = harness);
 }, 120_000);
@@ -70,7 +70,7 @@ async function waitBatch(batchId: string): Promise<BatchStatus> {
   const deadline = Date.now() + 120_000;
   for (;;) {
     const s = (await app.inject({ method: 'GET', url: `/v1/batches/${batchId}` })).json<BatchStatus>();
-    if (s.state === 'completed' || s.state === 'cancelled') return s;
+    if (s.finishedAt !== null) return s;
     if (Date.now() > deadline) throw new Error(`batch did not finish: ${JSON.stringify(s)}`);
     await sleep(150);
   }
@@ -174,8 +174,9 @@ describe('training over the API', () => {
     const decodedBefore = workers.handles.find((h) => h.kind === 'decode')!.stats.computed;
     const batch = await app.inject({ method: 'POST', url: '/v1/batches', payload: { path: 'data', mode: 'missing' } });
     expect(batch.statusCode, batch.body).toBe(202);
-    expect(batch.json()).toMatchObject({ total: clips.length - first.length, created: clips.length - first.length, skipped: first.length });
     const status = await waitBatch(batch.json<{ batchId: string }>().batchId);
+    expect(status.ingest).toMatchObject({ found: clips.length, queued: clips.length - first.length, skipped: first.length });
+    expect(status.counts.total).toBe(clips.length - first.length);
     expect(status.counts.completed).toBe(clips.length - first.length);
     const results = await batchResults(status.batchId);
     expect(results.map((r) => basename(r.path)).sort()).toEqual(clips.slice(first.length).map((c) => basename(c.path)).sort());

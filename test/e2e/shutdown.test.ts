@@ -99,7 +99,8 @@ describe('SIGTERM ends serve and worker in every state', () => {
     const api = start(['serve', '--port', '0'], env);
     const w = start(['worker', 'all'], env);
     await until('serve to listen', () => api.output().includes('"listening"'));
-    await until('the workers to be ready', workersOn(rt, QueueName.Classify));
+    // every worker kind connected (the last ones, train and ingest, connect after classify)
+    await until('the workers to be ready', () => w.output().includes('"workers ready"'));
     await rt.close();
     await redis.stop();
     await sleep(500); // both notice the lost connection

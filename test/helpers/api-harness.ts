@@ -33,7 +33,7 @@ export interface DeployOptions {
   /** FRAMEWISE_PATH_ROOTS. */
   roots: string;
   env?: Record<string, string>;
-  /** @defaultValue decode, embed, classify, webhook */
+  /** @defaultValue decode, embed, classify, webhook, ingest */
   workers?: readonly WorkerKind[];
   workerOptions?: StartWorkersOptions;
   /** @defaultValue 50 */
@@ -45,7 +45,7 @@ export async function deploy(o: DeployOptions): Promise<Deployment> {
   const config = testConfig(testEnv({ redisUrl: o.redisUrl, prefix: o.name, cacheDir: await freshCacheDir(o.dir), dataDir: join(o.dir, 'data'), modelDir: await ensureTestModel(), extra: { FRAMEWISE_PATH_ROOTS: o.roots, ...o.env } }));
   const rt = openQueueRuntime(config);
   const app = await buildServer(config, { runtime: rt, ssePollMs: o.ssePollMs ?? 50 });
-  const workers = await startWorkers(o.workers ?? ['decode', 'embed', 'classify', 'webhook'], config, o.workerOptions);
+  const workers = await startWorkers(o.workers ?? ['decode', 'embed', 'classify', 'webhook', 'ingest'], config, o.workerOptions);
   return {
     config,
     rt,

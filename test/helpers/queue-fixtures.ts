@@ -12,6 +12,7 @@ import { loadConfig, PROJECT_ROOT, type Config } from '../../src/config/index.js
 import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
 import { collectFeatures, trainHead } from '../../src/jobs/train.js';
 import { makeClip, randomClipSpec, type Motion } from '../../src/media/synthetic.js';
+import { schemaFor, testDatabaseUrl } from './postgres.js';
 
 export const TEST_ENGINE = process.env.FRAMEWISE_TEST_ENGINE === 'tfjs' ? 'tfjs' : 'onnx';
 
@@ -51,11 +52,15 @@ export async function makeBadFiles(dir: string, goodClip: string): Promise<{ emp
   return { empty, text, truncated };
 }
 
-/** Environment for `loadConfig`: a private feature store and data folder, the given Redis and prefix. */
+/** Environment for `loadConfig`: a private feature store and data folder, the given Redis and prefix, a PostgreSQL schema of its own. */
 export function testEnv(opts: { redisUrl: string; prefix: string; cacheDir: string; dataDir: string; modelDir: string; extra?: Record<string, string> }): Record<string, string> {
+  const prefix = `${opts.prefix}-${process.pid}-${Date.now().toString(36)}`;
   return {
     REDIS_URL: opts.redisUrl,
-    FRAMEWISE_QUEUE_PREFIX: `${opts.prefix}-${process.pid}-${Date.now().toString(36)}`,
+    FRAMEWISE_QUEUE_PREFIX: prefix,
+    // the suite's PostgreSQL (test/helpers/postgres-global.ts), a schema of this deployment's own
+    DATABASE_URL: testDatabaseUrl(),
+    FRAMEWISE_DB_SCHEMA: schemaFor(prefix),
     FRAMEWISE_CACHE_DIR: opts.cacheDir,
     FRAMEWISE_DATA_DIR: opts.dataDir,
     FRAMEWISE_MODEL_DIR: opts.modelDir,

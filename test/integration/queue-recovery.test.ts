@@ -65,7 +65,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
   }
 }
 
-const finished = (s: BatchStatus): boolean => s.state === 'completed';
+const finished = (s: BatchStatus): boolean => s.state === 'completed' && s.finishedAt !== null;
 
 describe('queue recovery', () => {
   it('a SIGKILLed embed worker: its jobs are recovered by a new worker, each clip labelled once', async () => {
@@ -83,7 +83,7 @@ describe('queue recovery', () => {
     const config: Config = testConfig(env);
     const rt: QueueRuntime = openQueueRuntime(config);
     cleanups.push(() => rt.close());
-    const local: WorkerGroup = await startWorkers(['decode', 'classify'], config);
+    const local: WorkerGroup = await startWorkers(['decode', 'classify', 'ingest'], config);
     cleanups.push(() => local.close());
     const clips = await makeClips(join(dir, 'clips'), ['zoom_in', 'pan_left', 'zoom_out'], 1, 3100);
 
@@ -92,7 +92,10 @@ describe('queue recovery', () => {
     // the worker registers with the queue once its backbone is loaded and warm
     await until('worker A to be ready', async () => ((await rt.queues[QueueName.Embed].getWorkersCount()) === 1 ? true : undefined), 30_000);
     const batch = await createBatch(rt, { source: { path: join(dir, 'clips') }, mode: 'all' });
-    expect(batch.created).toBe(3);
+    expect((await until('the listing', async () => {
+      const s = await batchStatus(rt, batch.batchId);
+      return s.ingest.state === 'done' ? s : undefined;
+    }, 30_000)).ingest.queued).toBe(3);
     await until('three embed jobs held by worker A', async () => ((await rt.queues[QueueName.Embed].getActiveCount()) === 3 ? true : undefined), 30_000);
     a.child.kill('SIGKILL');
     await new Promise((r) => a.child.once('exit', r));
@@ -128,11 +131,10 @@ describe('queue recovery', () => {
     const config = testConfig(env);
     const rt = openQueueRuntime(config);
     cleanups.push(() => rt.close());
-    const workers = await startWorkers(['decode', 'embed', 'classify'], config);
+    const workers = await startWorkers(['decode', 'embed', 'classify', 'ingest'], config);
     cleanups.push(() => workers.close());
     await makeClips(join(dir, 'clips'), ['zoom_in', 'pan_left', 'zoom_out', 'pan_right'], 2, 4100);
     const batch = await createBatch(rt, { source: { path: join(dir, 'clips') }, mode: 'all' });
-    expect(batch.created).toBe(8);
     await until('the first results', async () => {
       const s = await batchStatus(rt, batch.batchId);
       return s.counts.completed >= 1 ? s : undefined;
@@ -145,6 +147,7 @@ describe('queue recovery', () => {
       return finished(s) ? s : undefined;
     }, 90_000);
     expect(done.counts).toMatchObject({ total: 8, completed: 8, failed: 0 });
+    expect(done.ingest).toMatchObject({ found: 8, queued: 8 });
     expect(await rt.queues[QueueName.Classify].getCompletedCount()).toBe(8);
   });
 });

@@ -14,15 +14,23 @@ interface EnvEntry {
   line: number;
 }
 
-/** KEY: value and - KEY=value entries under `environment:` (and `x-…env…: &anchor`) blocks. */
+/** Services that run other programs (their environment is theirs, not framewise's). */
+const NOT_FRAMEWISE = new Set(['postgres']);
+
+/** KEY: value and - KEY=value entries under `environment:` (and `x-…env…: &anchor`) blocks of framewise's services. */
 function composeEnvironment(yaml: string): EnvEntry[] {
   const out: EnvEntry[] = [];
   let blockIndent: number | undefined;
+  let service = '';
   yaml.split('\n').forEach((raw, i) => {
     const text = raw.replace(/\s+#.*$/, '');
     if (text.trim() === '' || text.trim().startsWith('#')) return;
     const indent = text.length - text.trimStart().length;
     if (blockIndent !== undefined && indent <= blockIndent) blockIndent = undefined;
+    const name = /^ {2}([\w-]+):\s*$/.exec(text);
+    if (name) service = name[1] as string;
+    else if (indent === 0) service = '';
+    if (NOT_FRAMEWISE.has(service)) return;
     if (/^\s*environment:\s*(&[\w-]+)?\s*$/.test(text) || /^x-[\w-]*env[\w-]*:\s*&[\w-]+\s*$/.test(text)) {
       blockIndent = indent;
       return;
@@ -51,7 +59,9 @@ describe('docker-compose.yml', () => {
 
   it('has the services the deployment needs', async () => {
     const yaml = await readFile(join(PROJECT_ROOT, 'docker-compose.yml'), 'utf8');
-    for (const s of ['redis:', 'api:', 'decode:', 'gpu-worker:', 'cpu-worker:']) expect(yaml).toMatch(new RegExp(`^  ${s}`, 'm'));
+    for (const s of ['redis:', 'postgres:', 'api:', 'ingest:', 'decode:', 'gpu-worker:', 'cpu-worker:']) expect(yaml).toMatch(new RegExp(`^  ${s}`, 'm'));
+    expect(yaml).toMatch(/pg_isready/);
+    expect(yaml).toMatch(/postgres-data:\/var\/lib\/postgresql\/data/);
     expect(yaml).toMatch(/--appendonly", "yes"/);
     expect(yaml).toMatch(/driver: nvidia/);
     expect(yaml).toMatch(/profiles: \["cpu"\]/);

@@ -103,7 +103,7 @@ describe('paths', () => {
     expect(toBatchSource('/x/*.mp4')).toEqual({ glob: '/x/*.mp4' });
     expect(toBatchSource('/x/list.CSV')).toEqual({ manifest: '/x/list.CSV' });
     expect(toBatchSource('/x/folder')).toEqual({ path: '/x/folder' });
-    expect(parseWorkerKinds('all')).toEqual(['decode', 'embed', 'classify', 'webhook', 'train']);
+    expect(parseWorkerKinds('all')).toEqual(['decode', 'embed', 'classify', 'webhook', 'train', 'ingest']);
     expect(parseWorkerKinds('embed, classify,embed')).toEqual(['embed', 'classify']);
     expect(() => parseWorkerKinds('embed,gpu')).toThrow(/unknown worker kind gpu/);
   });

@@ -1,6 +1,7 @@
 /**
  * The queue-mode benchmark (`npm run bench`): clips per minute through the queue — N decode
- * workers and one embed + classify worker, in this process, against a private redis-server —
+ * workers and one embed + classify worker, and the ingest worker, in this process, against a
+ * private redis-server and PostgreSQL cluster (or DATABASE_URL) —
  * and inline mode (`labelItems`) on the same clips in the same run, each with an empty feature
  * store and with models loaded before the clock starts.
  */
@@ -16,6 +17,7 @@ import { TemporalHead } from '../../ml/head.js';
 import { labelItems } from '../label.js';
 import { createExtractor, runtimeFromConfig } from '../runtime.js';
 import { batchStatus, createBatch } from './batches.js';
+import { startPostgresServer, type PostgresServer } from '../../db/postgres-server.js';
 import { startRedisServer } from './redis-server.js';
 import { openQueueRuntime } from './runtime.js';
 import { startWorkers, type WorkerGroup } from './workers.js';
@@ -82,22 +84,32 @@ export async function benchQueue(opts: BenchQueueOptions): Promise<BenchQueueRes
   const base = loadConfig(opts.env ?? process.env);
   const work = await mkdtemp(join(tmpdir(), 'fw-bench-queue-'));
   const redis = await startRedisServer();
+  const pg: PostgresServer | undefined = base.queue.databaseUrl ? undefined : await startPostgresServer();
   const groups: WorkerGroup[] = [];
   try {
-    const env = { FRAMEWISE_LOG_LEVEL: 'warn', ...(opts.env ?? process.env), REDIS_URL: redis.url, FRAMEWISE_QUEUE_PREFIX: 'bench', FRAMEWISE_DATA_DIR: join(work, 'data'), FRAMEWISE_CACHE_DIR: await freshCache(join(work, 'queue'), base.cacheDir) };
+    const env = {
+      FRAMEWISE_LOG_LEVEL: 'warn',
+      ...(opts.env ?? process.env),
+      REDIS_URL: redis.url,
+      DATABASE_URL: base.queue.databaseUrl ?? (pg as PostgresServer).url,
+      FRAMEWISE_DB_SCHEMA: `bench_${process.pid}_${Date.now().toString(36)}`,
+      FRAMEWISE_QUEUE_PREFIX: 'bench',
+      FRAMEWISE_DATA_DIR: join(work, 'data'),
+      FRAMEWISE_CACHE_DIR: await freshCache(join(work, 'queue'), base.cacheDir),
+    };
     const config = loadConfig(env);
     const rt = openQueueRuntime(config);
     try {
       for (let i = 0; i < opts.decodeWorkers; i++) groups.push(await startWorkers(['decode'], config, { concurrency: { decode: 1 } }));
-      const gpu = await startWorkers(['embed', 'classify'], config);
+      const gpu = await startWorkers(['embed', 'classify', 'ingest'], config);
       groups.push(gpu);
-      // the clips as a manifest: one batch, one job per clip (hashing and submitting are timed)
+      // the clips as a manifest: one batch, one job per clip (listing, hashing and submitting are timed)
       const manifest = join(work, 'clips.csv');
       await writeFile(manifest, `path\n${opts.clips.map((c) => `"${c.replace(/"/g, '""')}"`).join('\n')}\n`);
       const t0 = performance.now();
       const batch = await createBatch(rt, { source: { manifest }, mode: 'all' });
       let status = await batchStatus(rt, batch.batchId);
-      while (status.state !== 'completed') {
+      while (status.finishedAt === null) {
         await sleep(50);
         status = await batchStatus(rt, batch.batchId);
       }
@@ -128,6 +140,7 @@ export async function benchQueue(opts: BenchQueueOptions): Promise<BenchQueueRes
   } finally {
     for (const g of groups) await g.close();
     await redis.stop();
+    await pg?.stop();
     await rm(work, { recursive: true, force: true });
   }
 }

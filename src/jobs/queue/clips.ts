@@ -1,20 +1,22 @@
 /**
  * One clip in queue mode: submit (idempotent), status, cancel, wait, and the bookkeeping done
- * when a clip reaches a final state (webhooks, batch completion).
+ * when a clip reaches a final state (webhooks, its outcome in PostgreSQL and its batches).
+ * A clip whose jobs have left Redis (retention) is read from PostgreSQL: its status, its result,
+ * and whether a new submission of the same bytes has anything left to do.
  */
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, type FlowJob, type JobState } from 'bullmq';
-import { ERROR_CODES, FramewiseError, type ErrorCode } from '../../errors/index.js';
+import { FramewiseError } from '../../errors/index.js';
 import { contentHash as hashFile } from '../../features/feature-store.js';
 import { formatSampling, parseWindows } from '../../media/sampling.js';
 import { validateThreshold } from '../segments.js';
 import { segmentationFor, type LabelFailure, type LabelResult, type LabelSuccess } from '../label.js';
 import { isRgbLayout } from '../../features/stream-keys.js';
 import { clipArtifactKeys } from './artifact-store.js';
-// batches.ts imports this module too; neither uses the other at load time
-import { noteBatchProgress } from './batches.js';
-import { clipJobId, isClipId, stageJobIds } from './idempotency.js';
+import { failureIsFinal, formatFailedReason, parseFailedReason } from './failed-reason.js';
+import { clipJobId, isClipId, stageJobIds, webhookJobId } from './idempotency.js';
+import { finishClip, recordOutcome } from './outcomes.js';
+import { readResult, type StoredResult } from './results-store.js';
 import { currentModelInfo, type ModelInfo } from './model-info.js';
 import { JobName, PRIORITY, QueueName, STAGE_QUEUES, type PriorityClass, type StageQueue } from './names.js';
 import type { ClassifyJobData, ClipRef, ClipWindows, DecodeJobData, EmbedJobData, WebhookJobData } from './payloads.js';
@@ -83,22 +85,7 @@ export interface ClipStatus {
   error: { code: string; message: string } | null;
 }
 
-const FAILED_REASON = /^(FW_ERR_[A-Z_]+): ([\s\S]*)$/;
-
-/** `failedReason` → {code, message}: stage errors are written `<FW code>: <message>`. */
-export function parseFailedReason(reason: string | undefined): { code: ErrorCode; message: string } {
-  const m = FAILED_REASON.exec(reason ?? '');
-  if (m && (m[1] as string) in ERROR_CODES) return { code: m[1] as ErrorCode, message: m[2] as string };
-  return { code: 'FW_ERR_INTERNAL', message: reason && reason !== '' ? reason : 'the job failed without a reason' };
-}
-
-/** The message a stage throws, so that `failedReason` starts with the code. */
-export const formatFailedReason = (e: FramewiseError): string => `${e.code}: ${e.message}`;
-
-/** Whether a failed clip may be run again by resubmitting (not when the input itself is bad). */
-function failureIsFinal(code: ErrorCode): boolean {
-  return ERROR_CODES[code].permanent && code !== 'FW_ERR_JOB_CANCELLED' && code !== 'FW_ERR_INPUT_CHANGED';
-}
+export { failureIsFinal, formatFailedReason, parseFailedReason };
 
 /** The flow tree of a clip: classify (root) ◄─ embed ◄─ decode (leaf). */
 export function buildClipFlow(rt: QueueRuntime, clip: ClipRef, model: ClassifyJobData['model'], topK: number, priority: PriorityClass): FlowJob {
@@ -156,7 +143,7 @@ export function toClipWindows(model: ModelInfo, windows: string | undefined, thr
 }
 
 /** Remove every job of a clip's flow (for a resubmission after a retryable failure). */
-async function removeClipJobs(rt: QueueRuntime, clipId: string): Promise<void> {
+export async function removeClipJobs(rt: QueueRuntime, clipId: string): Promise<void> {
   const ids = stageJobIds(clipId);
   await rt.queues[QueueName.Classify].remove(ids.classify, { removeChildren: true }).catch(() => 0);
   await rt.queues[QueueName.Embed].remove(ids.embed, { removeChildren: true }).catch(() => 0);
@@ -166,7 +153,8 @@ async function removeClipJobs(rt: QueueRuntime, clipId: string): Promise<void> {
 /**
  * Submit one clip: its job id comes from the bytes and the model, so the same bytes submitted
  * twice give the same job (and one decode, one result). A clip that failed for a reason a retry
- * can fix (transient errors, cancellation) is run again; a bad input keeps its failure.
+ * can fix (transient errors, cancellation) is run again; a bad input keeps its failure. A clip
+ * whose jobs have left Redis is judged by its result in PostgreSQL.
  */
 export async function submitClip(rt: QueueRuntime, input: SubmitClipInput): Promise<SubmitClipOutcome> {
   const model = input.model ?? (await currentModelInfo(rt.config));
@@ -175,17 +163,27 @@ export async function submitClip(rt: QueueRuntime, input: SubmitClipInput): Prom
     throw new FramewiseError('FW_ERR_INPUT_NOT_FOUND', `cannot read ${input.source}`, { cause: err });
   }));
   const clipId = clipJobId({ contentHash, model: model.model, backbone: model.backbone, sampling: model.sampling, topK, windows: input.windows, streams: model.streams });
-  return withQueue(async () => {
+  const done = async (): Promise<SubmitClipOutcome> => {
+    if (input.webhook) await queueWebhooks(rt, clipId, [input.webhook]);
+    return { jobId: clipId, created: false };
+  };
+  const existing = await withQueue(async () => {
     if (input.webhook) await rt.redis.sadd(rt.keys.clipWebhooks(clipId), input.webhook);
-    const existing = await Job.fromId(rt.queues[QueueName.Classify], clipId);
-    if (existing) {
-      const state = await existing.getState();
-      if (state !== 'failed' || failureIsFinal(parseFailedReason(existing.failedReason).code)) {
-        if ((state === 'completed' || state === 'failed') && input.webhook) await queueWebhooks(rt, clipId, [input.webhook]);
-        return { jobId: clipId, created: false };
-      }
-      await removeClipJobs(rt, clipId);
+    return Job.fromId(rt.queues[QueueName.Classify], clipId);
+  });
+  if (existing) {
+    const state = await withQueue(() => existing.getState());
+    if (state !== 'failed' || failureIsFinal(parseFailedReason(existing.failedReason).code)) {
+      if (state === 'completed' || state === 'failed') return done();
+      return { jobId: clipId, created: false };
     }
+    await withQueue(() => removeClipJobs(rt, clipId));
+  } else {
+    // its jobs may have left Redis (retention): the stored outcome decides
+    const stored = await readResult(rt.db, clipId);
+    if (stored && (stored.ok || failureIsFinal(stored.errorCode ?? ''))) return done();
+  }
+  return withQueue(async () => {
     await rt.redis.del(rt.keys.cancelled(clipId));
     const clip: ClipRef = {
       clipId,
@@ -231,6 +229,20 @@ function stageStatus(job: Job | undefined, raw: JobState | 'unknown'): StageStat
   };
 }
 
+const removedStage = (state: StageStatus['state'], at: string | null, error: StageStatus['error'] = null): StageStatus => ({ state, progress: state === 'completed' ? 100 : 0, detail: null, attempts: 0, startedAt: null, finishedAt: at, error });
+
+/** The status of a clip whose jobs have left Redis, from its stored outcome. */
+function storedStatus(stored: StoredResult): ClipStatus {
+  const line = stored.line;
+  const error = line.ok ? null : line.error;
+  const state: ClipState = line.ok ? 'completed' : error?.code === 'FW_ERR_JOB_CANCELLED' ? 'cancelled' : 'failed';
+  const at = stored.finishedAt;
+  const stages: Record<StageQueue, StageStatus> = line.ok
+    ? { [QueueName.Decode]: removedStage('completed', null), [QueueName.Embed]: removedStage('completed', null), [QueueName.Classify]: removedStage('completed', at) }
+    : { [QueueName.Decode]: removedStage('missing', null), [QueueName.Embed]: removedStage('missing', null), [QueueName.Classify]: removedStage('failed', at, error) };
+  return { jobId: stored.jobId, state, stage: null, source: line.path, batchId: stored.batchId, createdAt: stored.createdAt, finishedAt: at, stages, result: line.ok ? line : null, error };
+}
+
 /** The state of a clip's flow, its stages, and its result or error. */
 export async function clipStatus(rt: QueueRuntime, clipId: string): Promise<ClipStatus> {
   if (!isClipId(clipId)) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no job ${clipId} (job ids look like clip-<32 hex digits>)`);
@@ -245,12 +257,22 @@ export async function clipStatus(rt: QueueRuntime, clipId: string): Promise<Clip
       rt.redis.get(rt.keys.cancelled(clipId)),
     ]);
     const cancelled = cancelRaw ? (JSON.parse(cancelRaw) as CancelRecord) : undefined;
-    if (!classify && !embed && !decode && !cancelled) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no job ${clipId}`);
+    if (!classify && !embed && !decode && !cancelled) {
+      // its jobs have left Redis (retention): the outcome is in PostgreSQL
+      const stored = await readResult(rt.db, clipId);
+      if (!stored) throw new FramewiseError('FW_ERR_JOB_NOT_FOUND', `no job ${clipId}`);
+      return storedStatus(stored);
+    }
     const stages: Record<StageQueue, StageStatus> = {
       [QueueName.Decode]: stageStatus(decode, decodeState ?? 'unknown'),
       [QueueName.Embed]: stageStatus(embed, embedState ?? 'unknown'),
       [QueueName.Classify]: stageStatus(classify, classifyState ?? 'unknown'),
     };
+    // a finished stage may leave Redis before the later ones finish (retention by count): one
+    // whose later stage is there has run
+    for (const [i, q] of STAGE_QUEUES.entries()) {
+      if (stages[q].state === 'missing' && STAGE_QUEUES.slice(i + 1).some((later) => stages[later].state !== 'missing')) stages[q] = { ...stages[q], state: 'completed', progress: 100 };
+    }
     const data = (classify?.data ?? embed?.data ?? decode?.data) as { clip?: ClipRef } | undefined;
     const clip = data?.clip;
     const root = stages[QueueName.Classify];
@@ -314,14 +336,22 @@ export async function cancelClip(rt: QueueRuntime, clipId: string): Promise<Clip
   if (status.state === 'completed' || status.state === 'failed') {
     throw new FramewiseError('FW_ERR_JOB_CONFLICT', `job ${clipId} has already ${status.state === 'completed' ? 'completed' : 'failed'}; nothing to cancel`);
   }
-  await withQueue(async () => {
+  const data = await withQueue(async () => (await Job.fromId(rt.queues[QueueName.Classify], clipId))?.data as ClassifyJobData | undefined);
+  const removed = await withQueue(async () => {
     const record: CancelRecord = { at: Date.now(), source: status.source };
     await rt.redis.set(rt.keys.cancelled(clipId), JSON.stringify(record), 'EX', CANCEL_TTL_S);
     // removes the root and its children unless a worker holds one of them (then it fails at its next check)
-    const removed = await rt.queues[QueueName.Classify].remove(clipId, { removeChildren: true }).catch(() => 0);
-    if (removed === 1) for (const key of clipArtifactKeys(clipId)) await rt.artifacts.delete(key); // decoded frames nobody will embed
+    const n = await rt.queues[QueueName.Classify].remove(clipId, { removeChildren: true }).catch(() => 0);
+    if (n === 1) for (const key of clipArtifactKeys(clipId)) await rt.artifacts.delete(key); // decoded frames nobody will embed
+    return n === 1;
   });
   const after = await clipStatus(rt, clipId);
+  // removed: nobody else will record it; otherwise the running stage fails at its next check and its worker does
+  if (removed) {
+    const error = { code: 'FW_ERR_JOB_CANCELLED', message: `job ${clipId} was cancelled` };
+    if (data) await recordOutcome(rt, { data, result: { path: data.clip.source, ok: false, error } });
+    else await finishClip(rt, clipId, 'cancelled');
+  }
   await noteClipFinished(rt, clipId);
   return after;
 }
@@ -343,9 +373,6 @@ export async function waitForClip(rt: QueueRuntime, clipId: string, opts: { time
   }
 }
 
-/** One webhook job per (job or batch, URL, outcome): sent once per outcome, again after a re-run. */
-const webhookJobId = (id: string, url: string, outcome: string): string => `wh-${id}-${createHash('sha256').update(`${url}\n${outcome}`).digest('hex').slice(0, 16)}`;
-
 /** Queue the clip's webhooks (job id per clip and URL: each is sent once). */
 async function queueWebhooks(rt: QueueRuntime, clipId: string, urls: readonly string[]): Promise<void> {
   if (urls.length === 0) return;
@@ -355,24 +382,37 @@ async function queueWebhooks(rt: QueueRuntime, clipId: string, urls: readonly st
   const event = status.state === 'completed' ? 'job.completed' : 'job.failed';
   for (const url of urls) {
     const data: WebhookJobData = { url, event, body: { event, jobId: clipId, state: status.state, result } };
-    await rt.queues[QueueName.Webhook].add(JobName.Webhook, data, { jobId: webhookJobId(clipId, url, `${status.state}@${status.finishedAt}`), attempts: rt.config.queue.webhookAttempts, backoff: { type: 'exponential', delay: 1000 } });
+    await withQueue(() =>
+      rt.queues[QueueName.Webhook].add(JobName.Webhook, data, {
+        jobId: webhookJobId(clipId, url, `${status.state}@${status.finishedAt}`),
+        attempts: rt.config.queue.webhookAttempts,
+        backoff: { type: 'exponential', delay: 1000 },
+        removeOnComplete: rt.jobOptions.removeOnComplete,
+        removeOnFail: rt.jobOptions.removeOnFail,
+      }),
+    );
   }
 }
 
 /**
- * Bookkeeping when a clip reaches a final state: its webhooks, and the completion of the
- * batches it belongs to. Idempotent (sets and deterministic job ids), so every worker that sees
- * the final state may call it.
+ * Bookkeeping when a clip reaches a final state: its webhooks, and for a failure or cancellation
+ * its outcome in PostgreSQL and its batch entries (a success was written by the classify worker
+ * before its job completed: outcomes.ts `writeResult`). Idempotent (upserts, guarded moves and
+ * deterministic job ids), so every worker that sees the final state may call it.
  */
 export async function noteClipFinished(rt: QueueRuntime, clipId: string): Promise<void> {
+  const status = await clipStatus(rt, clipId);
+  if (status.state === 'failed' || status.state === 'cancelled') {
+    const data = await withQueue(async () => (await Job.fromId(rt.queues[QueueName.Classify], clipId))?.data as ClassifyJobData | undefined);
+    const error = status.error ?? { code: 'FW_ERR_INTERNAL', message: 'failed' };
+    if (data?.clip) await recordOutcome(rt, { data, result: { path: data.clip.source, ok: false, error } });
+    else await finishClip(rt, clipId, status.state);
+  }
   await withQueue(async () => {
-    await queueWebhooks(rt, clipId, await rt.redis.smembers(rt.keys.clipWebhooks(clipId)));
-    const batches = await rt.redis.smembers(rt.keys.clipBatches(clipId));
-    if (batches.length === 0) return;
-    for (const b of batches) {
-      await rt.redis.sadd(rt.keys.batchFinished(b), clipId);
-      await noteBatchProgress(rt, b);
-    }
+    const key = rt.keys.clipWebhooks(clipId);
+    await queueWebhooks(rt, clipId, await rt.redis.smembers(key));
+    // the registrations are kept as long as the finished jobs are (a re-run registers again)
+    await rt.redis.expire(key, Math.max(60, rt.config.queue.retention.jobsAgeS));
   });
 }
 

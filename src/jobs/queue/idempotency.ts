@@ -55,6 +55,12 @@ export function stageJobIds(clipId: string): { decode: string; embed: string; cl
 }
 
 export const isClipId = (id: string): boolean => CLIP_ID.test(id);
+
+/** One webhook job per (job or batch, URL, outcome): sent once per outcome, again after a re-run. */
+export const webhookJobId = (id: string, url: string, outcome: string): string => `wh-${id}-${createHash('sha256').update(`${url}\n${outcome}`).digest('hex').slice(0, 16)}`;
+
+/** The ingest job of a batch (one per batch). */
+export const ingestJobId = (batchId: string): string => `ingest-${batchId}`;
 export const isBatchId = (id: string): boolean => BATCH_ID.test(id);
 
 /** The clip id a stage job id belongs to (`clip-…-decode` → `clip-…`), or undefined. */

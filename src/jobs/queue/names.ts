@@ -3,7 +3,8 @@
  *
  * One flow per clip, parents after children (BullMQ runs children first):
  *   classify (root) ◄─ embed ◄─ decode (leaf)
- * `webhook` delivers completion callbacks; `train` runs training jobs (`trainings.ts`).
+ * `webhook` delivers completion callbacks; `train` runs training jobs (`trainings.ts`); `ingest`
+ * lists a batch's source and queues its clips (`ingest.ts`).
  */
 
 export enum QueueName {
@@ -17,6 +18,8 @@ export enum QueueName {
   Webhook = 'webhook',
   /** Training the head as a job (one per train worker at a time): see `trainings.ts`. */
   Train = 'train',
+  /** A batch's listing: walk the source, hash, record the entries, queue the clips (see `ingest.ts`). */
+  Ingest = 'ingest',
 }
 
 export enum JobName {
@@ -25,6 +28,7 @@ export enum JobName {
   Classify = 'classify',
   Webhook = 'webhook',
   Train = 'train',
+  Ingest = 'ingest',
 }
 
 /** The three stage queues of a clip's flow, in processing order. */
@@ -32,7 +36,7 @@ export const STAGE_QUEUES = [QueueName.Decode, QueueName.Embed, QueueName.Classi
 export type StageQueue = (typeof STAGE_QUEUES)[number];
 
 /** Every queue framewise creates (for Bull Board, metrics and cleanup). */
-export const ALL_QUEUES = [QueueName.Decode, QueueName.Embed, QueueName.Classify, QueueName.Webhook, QueueName.Train] as const;
+export const ALL_QUEUES = [QueueName.Decode, QueueName.Embed, QueueName.Classify, QueueName.Webhook, QueueName.Train, QueueName.Ingest] as const;
 
 /** BullMQ priorities (lower runs first): single clips go ahead of batch jobs. */
 export const PRIORITY = { interactive: 1, batch: 10 } as const;

@@ -107,13 +107,19 @@ export interface TrainingRequestOptions {
   streams?: StreamId[] | 'auto';
 }
 
+/** A batch's listing (ingest.ts): what to list and how to queue it is the batch's record (PostgreSQL `batches`). */
+export interface IngestJobData {
+  batchId: string;
+}
+
 /** Every job framewise puts in a queue, keyed by name. */
 export type JobItem =
   | { name: JobName.Decode; data: DecodeJobData }
   | { name: JobName.Embed; data: EmbedJobData }
   | { name: JobName.Classify; data: ClassifyJobData }
   | { name: JobName.Webhook; data: WebhookJobData }
-  | { name: JobName.Train; data: TrainJobData };
+  | { name: JobName.Train; data: TrainJobData }
+  | { name: JobName.Ingest; data: IngestJobData };
 
 export type JobDataOf<N extends JobName> = Extract<JobItem, { name: N }>['data'];
 

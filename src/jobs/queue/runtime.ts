@@ -4,13 +4,16 @@
  *
  * Producers (API, CLI) use one shared connection whose commands fail within about a second
  * while Redis is down (`FW_ERR_QUEUE_UNAVAILABLE`); workers use connections that wait and reconnect, so a Redis
- * restart pauses them rather than failing jobs.
+ * restart pauses them rather than failing jobs. PostgreSQL (`db`: results, batches and their
+ * entries) is opened with the runtime and connects on first use; the API and the workers that
+ * need it call `db.ready()` at start-up.
  */
 import { join } from 'node:path';
 import { FlowProducer, Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../../config/index.js';
 import { FramewiseError } from '../../errors/index.js';
+import { openDatabase, type Database } from '../../db/database.js';
 import { FeatureStore } from '../../features/feature-store.js';
 import { LocalArtifactStore, type ArtifactStore } from './artifact-store.js';
 import { ALL_QUEUES, QueueName } from './names.js';
@@ -39,25 +42,21 @@ export class MetaKeys {
   private k(...parts: string[]): string {
     return [this.prefix, 'meta', ...parts].join(':');
   }
-  /** Hash: the batch record. */
+  /** Hash: a running batch's record and counters (its entries are in PostgreSQL). */
   batch(id: string): string {
     return this.k('batch', id);
   }
-  /** List: the batch's entries (JSON, in input order). */
-  batchEntries(id: string): string {
-    return this.k('batch', id, 'entries');
+  /** Set: the batch's clips with a stage running now (at most the workers' concurrency). */
+  batchActive(id: string): string {
+    return this.k('batch', id, 'active');
   }
-  /** Set: clip ids of the batch that reached a final state (for the batch webhook). */
-  batchFinished(id: string): string {
-    return this.k('batch', id, 'finished');
+  /** Set: the paused batch's clips that workers have put aside (at most the ingest window). */
+  batchPaused(id: string): string {
+    return this.k('batch', id, 'paused');
   }
-  /** Sorted set: batch ids by creation time. */
-  batches(): string {
-    return this.k('batches');
-  }
-  /** Set: the batches a clip belongs to. */
-  clipBatches(clipId: string): string {
-    return this.k('clip', clipId, 'batches');
+  /** Sorted set: uploaded files to delete, by when (retention; see retention.ts). */
+  uploadsExpiry(): string {
+    return this.k('uploads', 'expiry');
   }
   /** Set: webhook URLs to call when the clip finishes. */
   clipWebhooks(clipId: string): string {
@@ -70,10 +69,6 @@ export class MetaKeys {
   /** String: a training's cancellation (JSON record; also for trainings removed while waiting). */
   trainingCancelled(trainingId: string): string {
     return this.k('training', trainingId, 'cancelled');
-  }
-  /** Hash: `realpath|size|mtimeMs` → clip id, per model identity (fast `mode: missing`). */
-  labelled(modelKey: string): string {
-    return this.k('labelled', modelKey);
   }
 }
 
@@ -88,11 +83,22 @@ export interface QueueRuntime {
   readonly keys: MetaKeys;
   readonly artifacts: ArtifactStore;
   readonly store: FeatureStore;
-  /** attempts + exponential backoff, keep finished jobs (results live in the root job). */
+  /** PostgreSQL: results, batches and their entries (connects on first use). */
+  readonly db: Database;
+  /** attempts + exponential backoff; finished jobs leave Redis by age and count (results live in PostgreSQL). */
   readonly jobOptions: JobsOptions;
   close(): Promise<void>;
   /** Cut every connection now, without waiting for Redis (a forced shutdown). */
   disconnect(): void;
+}
+
+/**
+ * How long finished jobs stay in Redis (FRAMEWISE_RETENTION_JOBS_AGE_S / _COUNT): at most that
+ * age, at most that many per queue and outcome; a count of 0 removes them as they finish.
+ */
+export function finishedJobRetention(r: Pick<Config['queue']['retention'], 'jobsAgeS' | 'jobsCount'>): Pick<JobsOptions, 'removeOnComplete' | 'removeOnFail'> {
+  const keep = r.jobsCount === 0 ? true : { age: r.jobsAgeS, count: r.jobsCount };
+  return { removeOnComplete: keep, removeOnFail: keep };
 }
 
 export function openQueueRuntime(config: Config, role: RuntimeRole = 'producer'): QueueRuntime {
@@ -105,6 +111,7 @@ export function openQueueRuntime(config: Config, role: RuntimeRole = 'producer')
   for (const queue of Object.values(queues)) queue.on('error', () => undefined);
   const flow = new FlowProducer({ connection, prefix: q.prefix });
   flow.on('error', () => undefined);
+  const db = openDatabase(q);
   let closing: Promise<void> | undefined;
   return {
     config,
@@ -116,10 +123,11 @@ export function openQueueRuntime(config: Config, role: RuntimeRole = 'producer')
     keys: new MetaKeys(q.prefix),
     artifacts: new LocalArtifactStore(join(q.dataDir, 'artifacts')),
     store: new FeatureStore(config.cacheDir),
-    jobOptions: { attempts: q.attempts, backoff: { type: 'exponential', delay: q.backoffMs } },
+    db,
+    jobOptions: { attempts: q.attempts, backoff: { type: 'exponential', delay: q.backoffMs }, ...finishedJobRetention(q.retention) },
     close() {
       closing ??= (async () => {
-        await Promise.allSettled([...Object.values(queues).map((x) => x.close()), flow.close()]);
+        await Promise.allSettled([...Object.values(queues).map((x) => x.close()), flow.close(), db.close()]);
         redis.disconnect();
       })();
       return closing;
@@ -127,6 +135,7 @@ export function openQueueRuntime(config: Config, role: RuntimeRole = 'producer')
     disconnect() {
       for (const x of [...Object.values(queues), flow]) void x.disconnect().catch(() => undefined);
       redis.disconnect();
+      void db.close();
     },
   };
 }

@@ -11,7 +11,8 @@
  *   alike), and one model per keypoint stream (pose, hands). A windowed clip's pass
  *   (decode + embed, streaming) holds one of them; one too long for the feature store also loads
  *   the job's head for the time of the pass.
- * - classify: concurrency 1.
+ * - classify: concurrency 1; writes each outcome to PostgreSQL before its job completes (outcomes.ts).
+ * - ingest: FRAMEWISE_INGEST_CONCURRENCY batches listed at once (ingest.ts).
  * Errors: a FramewiseError that is `permanent` becomes `UnrecoverableError('<code>: <message>')`
  * (no retries, `failedReason` starts with the code); others are retried (`attempts`, exponential
  * backoff). A failed stage releases its parent, which fails with the same reason, so the root
@@ -35,7 +36,7 @@ import { EmbedModels } from './embed-models.js';
 import { formatFailedReason, noteClipFinished } from './clips.js';
 import { currentModelInfo, readModelInfo } from './model-info.js';
 import { QueueName } from './names.js';
-import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, StreamsDecodeJobResult, TrainJobData, WebhookJobData, WindowsDecodeJobResult } from './payloads.js';
+import type { ClassifyJobData, ClassifyJobResult, ClipRef, DecodeJobData, DecodeJobResult, EmbedJobData, EmbedJobResult, IngestJobData, StreamsDecodeJobResult, TrainJobData, WebhookJobData, WindowsDecodeJobResult } from './payloads.js';
 import { openQueueRuntime, workerConnection, type QueueRuntime } from './runtime.js';
 import { shutdownOnSignals, startHoldingSignals, type ShutdownOutcome } from './shutdown.js';
 import { classifyStage, decodeStage, embedStage, type StageDeps } from './stages.js';
@@ -43,12 +44,18 @@ import { classifyStreamsStage, decodeStreamsStage, embedStreamsStage, hasStreams
 import { classifyWindowsStage, decodeWindowsStage, embedWindowsStage, isWindowed, type WindowsEmbedOptions } from './window-stages.js';
 import type { WindowsProgress } from '../windows.js';
 import { runTrainJob, type TrainingJobResult } from './trainings.js';
+import { markActive, markPutAside } from './batch-record.js';
+import { runIngest, type IngestSummary } from './ingest.js';
+import { writeResult } from './outcomes.js';
+import { startUploadSweeper } from './retention.js';
 import { createNetworkPolicy, guardedRequest, hasCredentials, redactUrl, type NetworkPolicy } from '../../net/net-guard.js';
 
-export const WORKER_KINDS = ['decode', 'embed', 'classify', 'webhook', 'train'] as const;
+export const WORKER_KINDS = ['decode', 'embed', 'classify', 'webhook', 'train', 'ingest'] as const;
 export type WorkerKind = (typeof WORKER_KINDS)[number];
-/** What `framewise worker all` runs: every stage, webhooks and training. */
-export const ALL_WORKER_KINDS: readonly WorkerKind[] = ['decode', 'embed', 'classify', 'webhook', 'train'];
+/** What `framewise worker all` runs: every stage, webhooks, training and batch ingest. */
+export const ALL_WORKER_KINDS: readonly WorkerKind[] = ['decode', 'embed', 'classify', 'webhook', 'train', 'ingest'];
+/** Workers that keep results and batch entries in PostgreSQL (they check DATABASE_URL at start-up). */
+const DATABASE_KINDS: readonly WorkerKind[] = ['classify', 'ingest'];
 
 /** How long a job of a paused batch is put aside before it is looked at again (resume promotes it at once). */
 export const PAUSE_RECHECK_MS = 60_000;
@@ -125,6 +132,7 @@ async function checkRunnable(rt: QueueRuntime, job: Job, token: string | undefin
   const { cancelled, batchState } = await runState(rt, clip);
   if (cancelled) throw cancelled;
   if (batchState === 'paused') {
+    await markPutAside(rt, clip);
     await job.moveToDelayed(Date.now() + PAUSE_RECHECK_MS, token);
     throw new DelayedError();
   }
@@ -183,11 +191,15 @@ async function onlyChildValue<T>(job: Job): Promise<T> {
 
 function stageProcessor<D extends { clip: ClipRef }, R>(rt: QueueRuntime, fn: (job: Job<D, R>, signal: AbortSignal | undefined) => Promise<R>): Processor<D, R> {
   return async (job, token, signal) => {
+    let done: (() => Promise<void>) | undefined;
     try {
       await checkRunnable(rt, job, token, job.data.clip);
+      done = await markActive(rt, job.data.clip);
       return await fn(job, signal);
     } catch (err) {
       throw toStageError(err);
+    } finally {
+      await done?.();
     }
   };
 }
@@ -201,6 +213,15 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
   const handles: WorkerHandle[] = [];
   const cleanups: Array<() => Promise<void>> = [];
   let embedModels: EmbedModels | undefined;
+  // results and batch entries: a missing or unreachable database stops the start here, naming DATABASE_URL
+  if (kinds.some((k) => DATABASE_KINDS.includes(k))) {
+    try {
+      await rt.db.ready();
+    } catch (err) {
+      await rt.close();
+      throw err;
+    }
+  }
   /** The jobs running in this process, with their lock tokens (a forced shutdown hands them back). */
   const running = new Map<Job, string | undefined>();
 
@@ -237,7 +258,8 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
       void job
         .getState()
         .then(async (state) => {
-          if (state !== 'failed') return;
+          // 'unknown': removed as it failed for good (FRAMEWISE_RETENTION_JOBS_COUNT=0)
+          if (state !== 'failed' && state !== 'unknown') return;
           if (kind === 'embed') for (const key of clipArtifactKeys(clipId)) await rt.artifacts.delete(key);
           await noteClipFinished(rt, clipId);
         })
@@ -333,17 +355,22 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
           return head;
         };
         cleanups.push(async () => head?.dispose());
+        // uploads whose jobs ended are deleted once their retention window has passed
+        cleanups.push(startUploadSweeper(rt, log));
         const w = make<ClassifyJobData, ClassifyJobResult>(
           kind,
           QueueName.Classify,
-          stageProcessor(rt, async (job) => {
-            await passOnChildFailure(job);
-            const embedded = await onlyChildValue<EmbedJobResult>(job);
-            const h = await headFor(job.data.model);
-            const { clip, topK } = job.data;
-            if (isWindowed(clip)) return classifyWindowsStage(clip, embedded, h, topK, deps);
-            return hasStreams(clip) ? classifyStreamsStage(clip, embedded, h, topK, deps) : classifyStage(clip, embedded, h, topK, deps);
-          }),
+          // the outcome goes to PostgreSQL before the job completes (outcomes.ts)
+          stageProcessor(rt, (job) =>
+            writeResult(rt, job, async () => {
+              await passOnChildFailure(job);
+              const embedded = await onlyChildValue<EmbedJobResult>(job);
+              const h = await headFor(job.data.model);
+              const { clip, topK } = job.data;
+              if (isWindowed(clip)) return classifyWindowsStage(clip, embedded, h, topK, deps);
+              return hasStreams(clip) ? classifyStreamsStage(clip, embedded, h, topK, deps) : classifyStage(clip, embedded, h, topK, deps);
+            }),
+          ),
           1,
           stats,
         );
@@ -363,6 +390,22 @@ export async function startWorkers(kinds: readonly WorkerKind[], config: Config,
             }
           },
           4,
+          stats,
+        );
+      } else if (kind === 'ingest') {
+        make<IngestJobData, IngestSummary>(
+          kind,
+          QueueName.Ingest,
+          async (job) => {
+            try {
+              const out = await runIngest(job, rt, { log });
+              log.info({ ...out }, 'batch listed');
+              return out;
+            } catch (err) {
+              throw toStageError(err);
+            }
+          },
+          q.ingestConcurrency,
           stats,
         );
       } else if (kind === 'train') {
