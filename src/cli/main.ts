@@ -315,7 +315,8 @@ async function cmdTrain(o: TrainFlags, config: Config, io: Io): Promise<number> 
       onEpoch: (l) => {
         if (!quiet) {
           const val = l.valLoss !== undefined ? ` val_loss ${l.valLoss.toFixed(4)} val_acc ${(l.valAcc ?? 0).toFixed(3)}` : '';
-          io.stderr.write(`epoch ${String(l.epoch).padStart(3)} loss ${l.loss.toFixed(4)} acc ${l.acc.toFixed(3)}${val} (${l.ms} ms)\n`);
+          const who = l.member ? `[${l.member.label ? `${l.member.label} ` : ''}${l.member.index + 1}/${l.member.of}] ` : '';
+          io.stderr.write(`${who}epoch ${String(l.epoch).padStart(3)} loss ${l.loss.toFixed(4)} acc ${l.acc.toFixed(3)}${val} (${l.ms} ms)\n`);
         }
       },
       signal: stop.signal,

@@ -102,7 +102,7 @@ export class StreamExtractor {
       if (isKeypointStream(id)) {
         const s = await this.getKeypoint(id);
         out.push({ id, version: s.version, dim: s.dim, masked: true });
-      } else out.push({ id, version: backboneStreamVersion(identity), dim: identity.dim, masked: false });
+      } else out.push({ id, version: backboneStreamVersion(identity, id), dim: identity.dim, masked: false });
     }
     return out;
   }
@@ -112,7 +112,7 @@ export class StreamExtractor {
     const { identity, sampling, geometry } = this.opts;
     const keys: FeatureKey[] = [];
     for (const id of this.opts.streams) {
-      if (!isKeypointStream(id)) keys.push(streamFeatureKey(hash, identity, sampling, geometry, { id, version: backboneStreamVersion(identity) }));
+      if (!isKeypointStream(id)) keys.push(streamFeatureKey(hash, identity, sampling, geometry, { id, version: backboneStreamVersion(identity, id) }));
       else {
         const s = await this.getKeypoint(id);
         keys.push(streamFeatureKey(hash, identity, sampling, geometry, { id, version: s.version, inputSize: s.inputSize }));

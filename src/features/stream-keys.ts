@@ -5,6 +5,7 @@
  * without loading a model, and `label --windows` looks a pass up before opening one.
  */
 import { FramewiseError } from '../errors/index.js';
+import { MOTION_VERSION } from '../media/ffmpeg-args.js';
 import type { MultiDecodeRequest } from '../media/multi-decode.js';
 import { samplingKey, type DecodePolicy, type FrameGeometry } from '../media/sampling.js';
 import type { BackboneIdentity } from '../ml/backbone-specs.js';
@@ -24,8 +25,9 @@ export function streamSpecs(layout: StreamLayout): StreamSpec[] {
   return layout.map((s) => (isKeypointStream(s.id) ? { ...s, inputSize: KEYPOINT_INPUT_SIZES[s.id] } : { ...s }));
 }
 
-/** The version string a backbone stream (rgb, motion) records: `<backbone id>@<weights version>:<feature kind>`. */
-export const backboneStreamVersion = (identity: Pick<BackboneIdentity, 'id' | 'version' | 'featureKind'>): string => `${identity.id}@${identity.version}:${identity.featureKind}`;
+/** The version string a backbone stream (rgb, motion) records: `<backbone id>@<weights version>:<feature kind>`, and for motion `+<motion images version>`. */
+export const backboneStreamVersion = (identity: Pick<BackboneIdentity, 'id' | 'version' | 'featureKind'>, id: 'rgb' | 'motion' = 'rgb'): string =>
+  `${identity.id}@${identity.version}:${identity.featureKind}${id === 'motion' ? `+${MOTION_VERSION}` : ''}`;
 
 /**
  * The feature-store key of one stream of a file with this content hash, under a sampling (or
@@ -35,7 +37,8 @@ export const backboneStreamVersion = (identity: Pick<BackboneIdentity, 'id' | 'v
 export function streamFeatureKey(hash: string, identity: BackboneIdentity, policy: DecodePolicy, geometry: FrameGeometry, spec: { id: StreamId; version: string; inputSize?: number | undefined }): FeatureKey {
   const rgbKey: FeatureKey = { contentHash: hash, backboneId: identity.id, backboneVersion: identity.version, featureKind: identity.featureKind, sampling: samplingKey(policy, geometry) };
   if (spec.id === 'rgb') return rgbKey;
-  if (spec.id === 'motion') return { ...rgbKey, stream: 'motion' };
+  // the motion images' version is part of the key: features of other motion images are never read
+  if (spec.id === 'motion') return { ...rgbKey, backboneVersion: `${identity.version}+${MOTION_VERSION}`, stream: 'motion' };
   const side = spec.inputSize ?? KEYPOINT_INPUT_SIZES[spec.id];
   const lb = samplingKey(policy, { size: side, crop: 'center' }).replace(/-center$/, '-letterbox');
   return { contentHash: hash, backboneId: spec.id, backboneVersion: spec.version, featureKind: 'pooled', sampling: lb, stream: spec.id };
@@ -64,8 +67,8 @@ export const isRgbLayout = (specs: readonly Pick<StreamLayoutEntry, 'id'>[]): bo
  */
 export function checkBackboneStreams(specs: readonly StreamSpec[], identity: BackboneIdentity): void {
   if (isRgbLayout(specs)) return;
-  const want = backboneStreamVersion(identity);
   for (const s of specs) {
+    const want = s.id === 'rgb' || s.id === 'motion' ? backboneStreamVersion(identity, s.id) : '';
     if ((s.id === 'rgb' || s.id === 'motion') && (s.version !== want || s.dim !== identity.dim)) {
       throw new FramewiseError('FW_ERR_MODEL_MISMATCH', `the head was trained on the ${s.id} stream ${s.version} (${s.dim}-d) but this build gives ${want} (${identity.dim}-d)`);
     }

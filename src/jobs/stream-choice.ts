@@ -1,22 +1,25 @@
 /**
- * `--streams auto`: the stream set chosen on the training data's own validation split.
+ * `--streams auto`: the stream set chosen on the training data's own validation splits.
  *
- * Each candidate set trains the head on the training rows over several seeds, each seed with its
- * own validation split (group-aware when the split names a group column; a separate validation
- * manifest is used as it is), and is scored by its mean validation top-1. The best mean wins; a
- * tie goes to the cheaper set (fewer streams, then more frames/s). Test data is never seen.
+ * Each candidate set trains the ensemble `train` would train (ensemble.ts: one member per seed,
+ * each with its own validation split, group-aware when the split names a group column; a
+ * separate validation manifest is used as it is) and is scored by its members' mean validation
+ * top-1. The best mean wins; a tie goes to the cheaper set (fewer streams, then more frames/s).
+ * The winner's trained ensemble is the model: nothing is trained again. Test data is never seen.
  * Features are cached per stream, so candidates re-embed nothing.
  */
 import { FramewiseError } from '../errors/index.js';
 import type { StreamId } from '../features/streams.js';
 import { formatStreams } from '../features/streams.js';
-import type { HeadOptions, TrainOptions } from '../ml/head.js';
+import type { EpochLog, HeadOptions, TrainOptions } from '../ml/head.js';
+import type { UnknownRule } from '../ml/metrics.js';
+import { trainEnsemble, type TrainEnsembleResult } from './ensemble.js';
 import { withStreams } from './stream-features.js';
-import { trainHead, type LabelledFeatures, type SplitSpec, type TrainHeadOptions } from './train.js';
+import type { LabelledFeatures, SplitSpec, TrainHeadOptions } from './head-training.js';
 
 export interface StreamCandidate {
   streams: StreamId[];
-  /** Validation top-1 per seed, and their mean and sample sd. */
+  /** Validation top-1 per member (seed), and their mean and sample sd. */
   valTop1: number[];
   mean: number;
   sd: number;
@@ -54,39 +57,64 @@ export interface ChooseStreamsOptions {
   extractor: TrainHeadOptions['extractor'];
   /** Training rows holding every candidate's streams. */
   data: LabelledFeatures;
-  /** Validation: a split of `data` (its seed is replaced by each seed's), or separate rows. */
+  /** Validation: a split of `data` (its seed moves with each member's), or separate rows. */
   val: SplitSpec | LabelledFeatures;
   candidates: StreamId[][];
-  seeds: number[];
   head: Partial<HeadOptions>;
+  /** Training options; `seed` and `members` give the members' seeds (seed, seed + 1, …). */
   training: Partial<TrainOptions>;
+  id: string;
+  baseline?: boolean;
+  unknownRule?: UnknownRule;
   /** Frames/s per stream (the cost recorded beside each candidate). */
   speeds?: Partial<Record<StreamId, number>>;
   onCandidate?: (c: StreamCandidate, index: number, total: number) => void;
+  onEpoch?: (log: EpochLog) => void | Promise<void>;
   signal?: AbortSignal;
 }
 
-export async function chooseStreams(o: ChooseStreamsOptions): Promise<StreamChoice> {
+/** The candidates scored, and the winner's trained ensemble (the caller owns its head). */
+export async function chooseStreams(o: ChooseStreamsOptions): Promise<{ choice: StreamChoice; result: TrainEnsembleResult }> {
   if (o.candidates.length === 0) throw new FramewiseError('FW_ERR_CONFIG_INVALID', '--streams auto has no candidate stream set');
-  const results: StreamCandidate[] = [];
-  for (const [i, streams] of o.candidates.entries()) {
-    const train = withStreams(o.data, streams);
-    const val = 'examples' in o.val ? withStreams(o.val, streams) : undefined;
-    const valTop1: number[] = [];
-    for (const seed of o.seeds) {
+  if (!('examples' in o.val) && o.val.kind === 'none') throw new FramewiseError('FW_ERR_CONFIG_INVALID', '--streams auto needs validation data (a split or --val-manifest)');
+  const scored: StreamCandidate[] = [];
+  let best: { c: StreamCandidate; r: TrainEnsembleResult } | undefined;
+  const better = (a: StreamCandidate, b: StreamCandidate): boolean => a.mean > b.mean || (a.mean === b.mean && (a.streams.length < b.streams.length || (a.streams.length === b.streams.length && (a.framesPerSec ?? 0) > (b.framesPerSec ?? 0))));
+  try {
+    for (const [i, streams] of o.candidates.entries()) {
       if (o.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
-      const split: SplitSpec | LabelledFeatures = val ?? ('seed' in o.val ? { ...o.val, seed } : (o.val as SplitSpec));
-      if (!('examples' in split) && split.kind === 'none') throw new FramewiseError('FW_ERR_CONFIG_INVALID', '--streams auto needs validation data (a split or --val-manifest)');
-      const r = await trainHead({ extractor: o.extractor, train, val: split, id: `auto-${formatStreams(streams)}`, head: o.head, training: { ...o.training, seed }, baseline: false, unknownRule: { kind: 'none' }, ...(o.signal ? { signal: o.signal } : {}) });
-      r.head.dispose();
-      valTop1.push(r.valMetrics?.top1 ?? 0);
+      const r = await trainEnsemble({
+        extractor: o.extractor,
+        train: withStreams(o.data, streams),
+        val: 'examples' in o.val ? withStreams(o.val, streams) : o.val,
+        id: o.id,
+        head: o.head,
+        training: o.training,
+        label: formatStreams(streams),
+        ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
+        ...(o.unknownRule ? { unknownRule: o.unknownRule } : {}),
+        ...(o.onEpoch ? { onEpoch: o.onEpoch } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
+      const valTop1 = r.members.map((m) => m.valTop1 ?? 0);
+      const mean = valTop1.reduce((a, b) => a + b, 0) / valTop1.length;
+      const sd = valTop1.length > 1 ? Math.sqrt(valTop1.reduce((a, x) => a + (x - mean) ** 2, 0) / (valTop1.length - 1)) : 0;
+      const c: StreamCandidate = { streams, valTop1, mean, sd, framesPerSec: setSpeed(streams, o.speeds ?? {}) };
+      scored.push(c);
+      o.onCandidate?.(c, i, o.candidates.length);
+      if (!best || better(c, best.c)) {
+        best?.r.head.dispose();
+        best = { c, r };
+      } else r.head.dispose();
     }
-    const mean = valTop1.reduce((a, b) => a + b, 0) / valTop1.length;
-    const sd = valTop1.length > 1 ? Math.sqrt(valTop1.reduce((a, x) => a + (x - mean) ** 2, 0) / (valTop1.length - 1)) : 0;
-    const c: StreamCandidate = { streams, valTop1, mean, sd, framesPerSec: setSpeed(streams, o.speeds ?? {}) };
-    results.push(c);
-    o.onCandidate?.(c, i, o.candidates.length);
+  } catch (err) {
+    best?.r.head.dispose();
+    throw err;
   }
-  const best = [...results].sort((a, b) => b.mean - a.mean || a.streams.length - b.streams.length || (b.framesPerSec ?? 0) - (a.framesPerSec ?? 0))[0] as StreamCandidate;
-  return { chosen: best.streams, rule: `highest mean validation top-1 over seeds ${o.seeds.join(',')}; ties: fewer streams, then faster`, seeds: o.seeds, candidates: results };
+  const winner = best as { c: StreamCandidate; r: TrainEnsembleResult };
+  const seeds = winner.r.members.map((m) => m.seed);
+  return {
+    choice: { chosen: winner.c.streams, rule: `highest mean validation top-1 of the members (seeds ${seeds.join(',')}, each its own validation split); ties: fewer streams, then faster`, seeds, candidates: scored },
+    result: winner.r,
+  };
 }

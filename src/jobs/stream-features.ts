@@ -14,7 +14,7 @@ import { backboneIdentity } from '../ml/backbone-specs.js';
 import { combineSequences, selectStreams } from '../ml/stream-layout.js';
 import type { TemporalHead } from '../ml/head.js';
 import { openBackbone, type RuntimeOptions } from './runtime.js';
-import type { LabelledFeatures } from './train.js';
+import type { LabelledFeatures } from './head-training.js';
 
 /** An extractor for `streams` from the runtime options (keypoint streams through `opener`, default their loaders). */
 export async function createStreamExtractor(rt: RuntimeOptions, sampling: SamplingPolicy, geometry: FrameGeometry, streams: readonly StreamId[], opener: FrameStreamOpener = openFrameStream, prefetch?: number): Promise<StreamExtractor> {

@@ -8,402 +8,25 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/index.js';
 import { FramewiseError } from '../errors/index.js';
 import type { Extractor, ExtractStats } from '../features/extract.js';
-import { addTimings, createStageTimings } from '../features/pipeline-schedule.js';
 import { readLabelledData, type InputError, type InputItem } from '../features/inputs.js';
-import { DEFAULT_CROP, DEFAULT_SAMPLING, formatSampling, sequenceLength, type CropMode, type SamplingPolicy } from '../media/sampling.js';
+import { DEFAULT_CROP, DEFAULT_SAMPLING, formatSampling, type CropMode, type SamplingPolicy } from '../media/sampling.js';
 import { BACKBONE_SPECS } from '../ml/backbone-specs.js';
 import { MODEL_NAME_PATTERN, ModelRegistry } from '../ml/registry.js';
 import { createExtractor, runtimeFromConfig, type RuntimeOptions } from './runtime.js';
-import { fitNormalization, parseHeadOptions, TemporalHead, type EpochLog, type HeadOptions, type SequenceExample, type TrainOptions } from '../ml/head.js';
-import { chooseUnknownThreshold, computeMetrics, formatUnknownRule, type EvalMetrics, type UnknownRule } from '../ml/metrics.js';
-import type { StreamLayout } from '../ml/stream-layout.js';
+import { type EpochLog, type HeadOptions, type TrainOptions } from '../ml/head.js';
+import { type UnknownRule } from '../ml/metrics.js';
 import { DEFAULT_STREAMS, KEYPOINT_STREAMS, openFrameStream, STREAM_IDS, type StreamId } from '../features/streams.js';
 import type { StreamExtractor } from '../features/stream-extract.js';
 import type { StreamChoice } from './stream-choice.js';
-import { foldsFromColumn, groupStratifiedFolds, groupStratifiedSplit, splitByColumn, stratifiedSplit, type Split } from '../ml/split.js';
+import { augmentTrainingRows, type AugmentOptions } from './augment.js';
+import { trainEnsemble, type TrainEnsembleResult } from './ensemble.js';
+import { collectFeatures, dataHash, summarize, type LabelledFeatures, type SplitSpec } from './head-training.js';
 
 export { DEFAULT_TRAIN_FEATURE } from '../config/index.js';
-
-export interface LabelledFeatures {
-  items: InputItem[];
-  examples: SequenceExample[];
-  labels: string[];
-  /** Inputs that could not be used, with their errors. */
-  failed: InputError[];
-  /** The per-frame streams side by side in each example (absent: the backbone's rgb features alone). */
-  layout?: StreamLayout;
-}
-
-/** Extract (or read from the store) the features of labelled items; failures are collected. */
-export async function collectFeatures(items: readonly InputItem[], extractor: Extractor, onItem?: (done: number, total: number, item: InputItem, ok: boolean) => void, signal?: AbortSignal): Promise<LabelledFeatures> {
-  const out: LabelledFeatures = { items: [], examples: [], labels: [], failed: [] };
-  let done = 0;
-  for await (const r of extractor.extractMany(items, signal)) {
-    done++;
-    if (r.ok) {
-      out.items.push(r.item);
-      out.examples.push({ data: r.seq.data, count: r.seq.count });
-      out.labels.push(r.item.label as string);
-    } else out.failed.push({ source: r.item.source, error: r.error });
-    onItem?.(done, items.length, r.item, r.ok);
-  }
-  return out;
-}
-
-/**
- * How validation rows are chosen from the training data: a stratified share, the rows whose
- * column has given values, a group-aware stratified share (all rows of a group on one side), or none.
- */
-export type SplitSpec =
-  | { kind: 'stratified'; fraction: number; seed: number }
-  | { kind: 'column'; column: string; valValues: string[] }
-  | { kind: 'group'; column: string; fraction: number; seed: number }
-  | { kind: 'none' };
-
-/** The values of a manifest column for every item (`FW_ERR_MANIFEST_INVALID` when the manifest lacks it). */
-export function columnValues(items: readonly InputItem[], column: string, option: string): string[] {
-  const values = items.map((it) => it.extra[column.toLowerCase()]);
-  if (values.some((v) => v === undefined)) throw new FramewiseError('FW_ERR_MANIFEST_INVALID', `${option} ${column}: the manifest has no such column`);
-  return values as string[];
-}
-
-export function makeSplit(data: Pick<LabelledFeatures, 'items' | 'labels'>, spec: SplitSpec): Split {
-  if (spec.kind === 'none') return { train: data.items.map((_, i) => i), val: [] };
-  if (spec.kind === 'column') return splitByColumn(columnValues(data.items, spec.column, '--split-column'), spec.valValues);
-  if (spec.kind === 'group') return groupStratifiedSplit(data.labels, columnValues(data.items, spec.column, '--group-column'), spec.fraction, spec.seed);
-  return stratifiedSplit(data.labels, spec.fraction, spec.seed);
-}
-
-export interface TrainHeadOptions {
-  /** Where the features come from (backbone identity and sampling are recorded with the head). */
-  extractor: Pick<Extractor, 'identity' | 'sampling'>;
-  train: LabelledFeatures;
-  /** A separate validation set, or a split of `train`. */
-  val: LabelledFeatures | SplitSpec;
-  head: Partial<HeadOptions>;
-  training: Partial<TrainOptions>;
-  id: string;
-  /** Also train the order-blind mean-pooling baseline on the same split and record its validation figures (default true: it is cheap). */
-  baseline?: boolean;
-  /** How the `unknown` threshold is chosen on the validation set (default macro-F1; none without validation data). */
-  unknownRule?: UnknownRule;
-  onEpoch?: (log: EpochLog) => void | Promise<void>;
-  signal?: AbortSignal;
-}
-
-export interface TrainHeadResult {
-  head: TemporalHead;
-  epochs: EpochLog[];
-  bestEpoch: number;
-  valMetrics: EvalMetrics | undefined;
-  /** The validation rows and the head's probabilities for them (for a validation report). */
-  validation: { items: InputItem[]; labels: string[]; probs: Float32Array[] } | undefined;
-  /** The mean-pooling baseline's validation figures (when asked and there is validation data). */
-  baseline: { top1: number; meanClassAccuracy: number } | undefined;
-  trainN: number;
-  valN: number;
-}
-
-const pick = <T>(xs: readonly T[], idx: readonly number[]): T[] => idx.map((i) => xs[i] as T);
-
-/** Hash of the training data identity (paths + labels), recorded with the model. */
-export function dataHash(items: readonly InputItem[]): string {
-  const h = createHash('sha256');
-  for (const it of items) h.update(`${it.source}\t${it.label ?? ''}\n`);
-  return h.digest('hex').slice(0, 16);
-}
-
-export async function trainHead(o: TrainHeadOptions): Promise<TrainHeadResult> {
-  let trainSet: { examples: SequenceExample[]; labels: string[]; items: InputItem[] };
-  let valSet: { examples: SequenceExample[]; labels: string[]; items: InputItem[] } | undefined;
-  if ('examples' in o.val) {
-    trainSet = o.train;
-    valSet = o.val.examples.length > 0 ? o.val : undefined;
-  } else {
-    const split = makeSplit(o.train, o.val);
-    trainSet = { examples: pick(o.train.examples, split.train), labels: pick(o.train.labels, split.train), items: pick(o.train.items, split.train) };
-    valSet = split.val.length > 0 ? { examples: pick(o.train.examples, split.val), labels: pick(o.train.labels, split.val), items: pick(o.train.items, split.val) } : undefined;
-  }
-  const labels = [...new Set(trainSet.labels)].sort();
-  if (labels.length < 2) throw new FramewiseError('FW_ERR_TRAIN_DATA', `training needs at least two classes with usable videos; got ${labels.length} (${labels.join(', ') || 'none'})`);
-  if (valSet) {
-    const unknown = [...new Set(valSet.labels.filter((l) => !labels.includes(l)))];
-    if (unknown.length > 0) throw new FramewiseError('FW_ERR_TRAIN_DATA', `validation labels not present in training data: ${unknown.join(', ')}`);
-  }
-  const { identity, sampling } = o.extractor;
-  const headOptions = parseHeadOptions(o.head);
-  const create = (head: HeadOptions): Promise<TemporalHead> =>
-    TemporalHead.create({
-      id: o.id,
-      labels,
-      backbone: identity,
-      sampling: { policy: sampling.policy, size: sampling.geometry.size, crop: sampling.geometry.crop },
-      sequenceLength: sequenceLength(sampling.policy),
-      head,
-      ...(o.training.seed !== undefined ? { seed: o.training.seed } : {}),
-      ...(o.train.layout ? { streams: o.train.layout } : {}),
-      normalization: fitNormalization(trainSet.examples, identity.dim, head, o.train.layout),
-    });
-  const head = await create(headOptions);
-  const toIdx = (ls: string[]): number[] => ls.map((l) => labels.indexOf(l));
-  const trainIdx = { examples: trainSet.examples, labels: toIdx(trainSet.labels) };
-  const valIdx = valSet ? { examples: valSet.examples, labels: toIdx(valSet.labels) } : undefined;
-  const result = await head.train(trainIdx, valIdx, o.training, o.onEpoch, o.signal);
-  let valMetrics: EvalMetrics | undefined;
-  let validation: TrainHeadResult['validation'];
-  let baseline: TrainHeadResult['baseline'];
-  const metrics: Record<string, unknown> = {};
-  if (valSet && valIdx) {
-    const probs = await head.predict(valSet.examples);
-    valMetrics = computeMetrics(probs, valIdx.labels, labels);
-    validation = { items: valSet.items, labels: valSet.labels, probs };
-    metrics.validation = summarize(valMetrics);
-    const rule = o.unknownRule ?? { kind: 'macro-f1' };
-    const u = chooseUnknownThreshold(probs, valIdx.labels, labels.length, rule);
-    // 4 decimals, rounded down: results show confidences to 4 decimals and are compared with it
-    head.annotate({ unknownThreshold: Math.floor(u.threshold * 1e4) / 1e4, unknownRule: { rule: formatUnknownRule(rule), validationN: probs.length, chosen: u.chosen, atZero: u.atZero } });
-    if ((o.baseline ?? true) && headOptions.cell !== 'mean' && !o.signal?.aborted) {
-      // the order-blind baseline on the same features and split, with the same training options
-      const base = await create(parseHeadOptions({ cell: 'mean', dropout: headOptions.dropout }));
-      try {
-        await base.train(trainIdx, valIdx, o.training, undefined, o.signal);
-        const bm = computeMetrics(await base.predict(valSet.examples), valIdx.labels, labels);
-        baseline = { top1: bm.top1, meanClassAccuracy: bm.meanClassAccuracy };
-        metrics.baseline = { head: 'mean', validation: summarize(bm) };
-      } finally {
-        base.dispose();
-      }
-    }
-  } else {
-    head.annotate({ unknownThreshold: 0, unknownRule: { rule: 'none', reason: 'no validation data' } });
-  }
-  head.annotate({
-    metrics,
-    training: { trainN: trainSet.examples.length, valN: valSet?.examples.length ?? 0, dataHash: dataHash(trainSet.items), split: 'examples' in o.val ? { kind: 'manifest' } : o.val },
-  });
-  return { head, epochs: result.history, bestEpoch: result.bestEpoch, valMetrics, validation, baseline, trainN: trainSet.examples.length, valN: valSet?.examples.length ?? 0 };
-}
-
-/** The headline numbers of an evaluation (for metadata and one-line summaries). */
-export function summarize(m: EvalMetrics): { n: number; top1: number; top5: number; meanClassAccuracy: number } {
-  return { n: m.n, top1: m.top1, top5: m.top5, meanClassAccuracy: m.meanClassAccuracy };
-}
-
-/** Evaluate a head on labelled features (labels must be the head's). */
-export async function evaluateHead(head: TemporalHead, data: Pick<LabelledFeatures, 'examples' | 'labels'>): Promise<EvalMetrics> {
-  return (await predictLabelled(head, data)).metrics;
-}
-
-/** Metrics and the per-item probabilities and true label indices (for reports). */
-export async function predictLabelled(head: TemporalHead, data: Pick<LabelledFeatures, 'examples' | 'labels'>): Promise<{ metrics: EvalMetrics; probs: Float32Array[]; truth: number[] }> {
-  const truth = data.labels.map((l) => head.labels.indexOf(l));
-  if (truth.some((t) => t < 0)) throw new FramewiseError('FW_ERR_MANIFEST_BAD_LABEL', 'evaluation data holds labels the model does not know');
-  const probs = await head.predict(data.examples);
-  return { metrics: computeMetrics(probs, truth, head.labels), probs, truth };
-}
-
-/** Training-time augmentation, made at extraction and stored in the feature store like any features. */
-export interface AugmentOptions {
-  /** Copies of each training clip whose frames sit at seeded random points of their segments (seeds 1..jitter; `uniform` sampling only). */
-  jitter?: number;
-  /**
-   * A mirrored copy of each training clip. A label naming a side (`left`/`right`) takes the
-   * mirrored class when it exists (pan_left ↔ pan_right); when it does not, that clip is not mirrored.
-   */
-  flip?: boolean;
-}
-
-/** The label of a mirrored clip: `left` ↔ `right` in the name (case kept), undefined when that class does not exist; other labels stay. */
-export function mirroredLabel(label: string, labels: ReadonlySet<string>): string | undefined {
-  if (!/left|right/i.test(label)) return label;
-  const swapped = label.replace(/left|right/gi, (m) => {
-    const t = m.toLowerCase() === 'left' ? 'right' : 'left';
-    if (m === m.toUpperCase()) return t.toUpperCase();
-    return m[0] === m[0]?.toUpperCase() ? `${t[0]?.toUpperCase()}${t.slice(1)}` : t;
-  });
-  return labels.has(swapped) ? swapped : undefined;
-}
-
-/** Augmented copies of labelled rows (jittered samplings, the mirror), through variants of `extractor` that share its backbone and store. */
-export async function augmentFeatures(
-  rows: LabelledFeatures,
-  extractor: Extractor,
-  o: AugmentOptions,
-  onItem?: (done: number, total: number, item: InputItem, ok: boolean) => void,
-  signal?: AbortSignal,
-): Promise<{ data: LabelledFeatures; stats: ExtractStats }> {
-  const { policy, geometry } = extractor.sampling;
-  const jitter = o.jitter ?? 0;
-  if (jitter > 0 && policy.kind !== 'uniform') throw new FramewiseError('FW_ERR_CONFIG_INVALID', 'jitter augmentation needs uniform:N sampling');
-  const variants: Array<{ extractor: Extractor; items: InputItem[] }> = [];
-  if (policy.kind === 'uniform') for (let s = 1; s <= jitter; s++) variants.push({ extractor: extractor.variant({ ...policy, jitter: s }, geometry), items: rows.items });
-  if (o.flip) {
-    const labels = new Set(rows.labels);
-    const items = rows.items.flatMap((it) => {
-      const label = mirroredLabel(it.label as string, labels);
-      return label === undefined ? [] : [{ ...it, label }];
-    });
-    variants.push({ extractor: extractor.variant(policy, { ...geometry, flip: true }), items });
-  }
-  const out: LabelledFeatures = { items: [], examples: [], labels: [], failed: [] };
-  const stats: ExtractStats = { decoded: 0, embedded: 0, cached: 0, failed: 0, framesEmbedded: 0, timings: createStageTimings() };
-  const total = variants.reduce((n, v) => n + v.items.length, 0);
-  let done = 0;
-  for (const v of variants) {
-    const f = await collectFeatures(v.items, v.extractor, (_d, _t, item, ok) => onItem?.(++done, total, item, ok), signal);
-    out.items.push(...f.items);
-    out.examples.push(...f.examples);
-    out.labels.push(...f.labels);
-    for (const k of ['decoded', 'embedded', 'cached', 'failed', 'framesEmbedded'] as const) stats[k] += v.extractor.stats[k];
-    addTimings(stats.timings, v.extractor.stats.timings);
-    await v.extractor.dispose();
-  }
-  return { data: out, stats };
-}
-
-/**
- * Augment the training side only: a split of `train` is made first (validation stays real clips),
- * then the training rows get their augmented copies. `val` given as features is kept as it is.
- */
-export async function augmentTrainingRows(
-  train: LabelledFeatures,
-  val: SplitSpec | LabelledFeatures,
-  extractor: Extractor,
-  o: AugmentOptions,
-  onItem?: (done: number, total: number, item: InputItem, ok: boolean) => void,
-  signal?: AbortSignal,
-): Promise<{ train: LabelledFeatures; val: LabelledFeatures; augmented: { data: LabelledFeatures; stats: ExtractStats } }> {
-  let rows = train;
-  let valRows: LabelledFeatures;
-  if ('examples' in val) valRows = val;
-  else {
-    const split = makeSplit(train, val);
-    rows = subset(train, split.train);
-    valRows = subset(train, split.val);
-  }
-  const augmented = await augmentFeatures(rows, extractor, o, onItem, signal);
-  return { train: concatFeatures(rows, augmented.data), val: valRows, augmented };
-}
-
-/** Two sets of labelled features, one after the other. */
-export function concatFeatures(a: LabelledFeatures, b: LabelledFeatures): LabelledFeatures {
-  return { items: [...a.items, ...b.items], examples: [...a.examples, ...b.examples], labels: [...a.labels, ...b.labels], failed: [...a.failed, ...b.failed], ...(a.layout ? { layout: a.layout } : {}) };
-}
-
-/** Rows `idx` of labelled features. */
-export function subset(data: LabelledFeatures, idx: readonly number[]): LabelledFeatures {
-  return { items: pick(data.items, idx), examples: pick(data.examples, idx), labels: pick(data.labels, idx), failed: [], ...(data.layout ? { layout: data.layout } : {}) };
-}
-
-/** Which folds a cross-validation uses: a manifest column's values, or K group-aware stratified folds. */
-export type FoldSpec = { kind: 'column'; column: string } | { kind: 'k'; k: number; groupColumn?: string; seed: number };
-
-export interface FoldResult {
-  fold: string;
-  trainN: number;
-  valN: number;
-  testN: number;
-  epochs: number;
-  top1: number;
-  meanClassAccuracy: number;
-  /** The mean-pooling baseline trained on the same rows (when asked). */
-  baseline?: { top1: number; meanClassAccuracy: number };
-}
-
-export interface CrossValidationResult {
-  folds: FoldResult[];
-  mean: { top1: number; meanClassAccuracy: number };
-  sd: { top1: number; meanClassAccuracy: number };
-  baseline?: { mean: { top1: number; meanClassAccuracy: number }; sd: { top1: number; meanClassAccuracy: number } };
-  head: HeadOptions;
-  /** One line: `top-1 64.3 ± 4.1 %, mean class accuracy 63.0 ± 3.9 % over 5 folds (n=300)`. */
-  summary: string;
-}
-
-const meanSd = (xs: number[]): { mean: number; sd: number } => {
-  const m = xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  const v = xs.length > 1 ? xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1) : 0;
-  return { mean: m, sd: Math.sqrt(v) };
-};
-
-export interface CrossValidationOptions {
-  extractor: Pick<Extractor, 'identity' | 'sampling'>;
-  data: LabelledFeatures;
-  folds: FoldSpec;
-  /** Validation (early stopping, unknown threshold) inside each fold's training rows: a group-aware split when `groupColumn` is given, else stratified. */
-  valFraction?: number;
-  groupColumn?: string;
-  head: Partial<HeadOptions>;
-  training: Partial<TrainOptions>;
-  /** Train the mean-pooling baseline beside the head in every fold. */
-  baseline?: boolean;
-  /** Augmented copies of each fold's training rows (not its validation or test rows), extracted with variants of `extractor`. */
-  augment?: { options: AugmentOptions; extractor: Extractor };
-  onFold?: (r: FoldResult, index: number, total: number) => void;
-  signal?: AbortSignal;
-}
-
-/**
- * K-fold cross-validation on stored features: for each fold, train on the other folds (minus a
- * validation share for early stopping) and test on it. Reports mean ± sd (sample sd) of top-1
- * and mean class accuracy over the folds.
- */
-export async function runCrossValidation(o: CrossValidationOptions): Promise<CrossValidationResult> {
-  const { data } = o;
-  let names: string[];
-  let folds: number[][];
-  if (o.folds.kind === 'column') ({ names, folds } = foldsFromColumn(columnValues(data.items, o.folds.column, '--fold-column')));
-  else {
-    const groups = o.folds.groupColumn ? columnValues(data.items, o.folds.groupColumn, '--group-column') : data.items.map((_, i) => String(i));
-    folds = groupStratifiedFolds(data.labels, groups, o.folds.k, o.folds.seed);
-    names = folds.map((_, i) => String(i));
-  }
-  if (folds.length < 2) throw new FramewiseError('FW_ERR_TRAIN_DATA', `cross-validation needs at least two folds, got ${folds.length}`);
-  const seed = o.training.seed ?? 42;
-  const results: FoldResult[] = [];
-  for (const [f, testIdx] of folds.entries()) {
-    if (o.signal?.aborted) break;
-    const inTest = new Set(testIdx);
-    const train = subset(data, data.items.map((_, i) => i).filter((i) => !inTest.has(i)));
-    const test = subset(data, testIdx);
-    const spec: SplitSpec = o.groupColumn ? { kind: 'group', column: o.groupColumn, fraction: o.valFraction ?? 0.2, seed } : { kind: 'stratified', fraction: o.valFraction ?? 0.2, seed };
-    const { train: trainRows, val } = o.augment ? await augmentTrainingRows(train, spec, o.augment.extractor, o.augment.options, undefined, o.signal) : { train, val: spec };
-    const r = await trainHead({ extractor: o.extractor, train: trainRows, val, id: `cv-${names[f]}`, head: o.head, training: o.training, baseline: false, unknownRule: { kind: 'none' }, ...(o.signal ? { signal: o.signal } : {}) });
-    try {
-      const known = test.labels.map((l) => r.head.labels.includes(l));
-      const testKnown = subset(test, known.flatMap((k, i) => (k ? [i] : [])));
-      const m = await evaluateHead(r.head, testKnown);
-      const fr: FoldResult = { fold: names[f] as string, trainN: r.trainN, valN: r.valN, testN: m.n, epochs: r.epochs.length, top1: m.top1, meanClassAccuracy: m.meanClassAccuracy };
-      if (o.baseline) {
-        const b = await trainHead({ extractor: o.extractor, train: trainRows, val, id: `cv-${names[f]}-mean`, head: { cell: 'mean', dropout: parseHeadOptions(o.head).dropout }, training: o.training, baseline: false, unknownRule: { kind: 'none' } });
-        const bm = await evaluateHead(b.head, testKnown);
-        b.head.dispose();
-        fr.baseline = { top1: bm.top1, meanClassAccuracy: bm.meanClassAccuracy };
-      }
-      results.push(fr);
-      o.onFold?.(fr, f, folds.length);
-    } finally {
-      r.head.dispose();
-    }
-  }
-  const t = meanSd(results.map((r) => r.top1));
-  const c = meanSd(results.map((r) => r.meanClassAccuracy));
-  const pct = (x: { mean: number; sd: number }): string => `${(x.mean * 100).toFixed(1)} ± ${(x.sd * 100).toFixed(1)} %`;
-  const out: CrossValidationResult = {
-    folds: results,
-    mean: { top1: t.mean, meanClassAccuracy: c.mean },
-    sd: { top1: t.sd, meanClassAccuracy: c.sd },
-    head: parseHeadOptions(o.head),
-    summary: `top-1 ${pct(t)}, mean class accuracy ${pct(c)} over ${results.length} folds (n=${data.items.length})`,
-  };
-  if (o.baseline && results.every((r) => r.baseline)) {
-    const bt = meanSd(results.map((r) => (r.baseline as { top1: number }).top1));
-    const bc = meanSd(results.map((r) => (r.baseline as { meanClassAccuracy: number }).meanClassAccuracy));
-    out.baseline = { mean: { top1: bt.mean, meanClassAccuracy: bc.mean }, sd: { top1: bt.sd, meanClassAccuracy: bc.sd } };
-    out.summary += `; mean-pooling baseline top-1 ${pct(bt)}`;
-  }
-  return out;
-}
+// the training use case's parts, re-exported for the modules and tests that import them from here
+export * from './head-training.js';
+export * from './augment.js';
+export * from './cross-validation.js';
 
 /** What a training run needs (the CLI's `train` and the queue's `train` worker both call {@link runTraining}). */
 export interface TrainingOptions {
@@ -446,8 +69,6 @@ export interface TrainingOptions {
    * training data's validation split (jobs/stream-choice.ts). @defaultValue DEFAULT_STREAMS
    */
   streams?: readonly StreamId[] | 'auto';
-  /** Seeds `auto` compares candidates over (each with its own validation split). @defaultValue seed, seed+1, seed+2 */
-  autoSeeds?: number[];
   /** The streams `auto` builds its candidate sets from. @defaultValue rgb, motion and the keypoint streams this build can load */
   autoStreams?: StreamId[];
 }
@@ -550,49 +171,55 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
         : o.split?.groupColumn
           ? { kind: 'group', column: o.split.groupColumn, fraction: o.split.fraction ?? 0.2, seed }
           : { kind: 'stratified', fraction: o.split?.fraction ?? 0.2, seed };
-    let val2 = val;
     const skipped = [...train.failed, ...('failed' in val ? val.failed : [])];
     if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
     let streamChoice: StreamChoice | undefined;
+    const id = o.id ?? o.register ?? basename(resolve(o.out as string));
+    let result: TrainEnsembleResult;
+    let augmented: { data: LabelledFeatures; stats: ExtractStats } | undefined;
     if (requested === 'auto' && streamExtractor) {
+      // every candidate set trains the ensemble train would; the best one's is the model
       const { candidateSets, chooseStreams } = await import('./stream-choice.js');
       const first = train.items[0];
       const speeds = first ? await streamExtractor.measureSpeeds(first.path) : {};
-      streamChoice = await chooseStreams({
+      const chosen = await chooseStreams({
         extractor,
         data: train,
         val,
         candidates: candidateSets(streamExtractor.streams),
-        seeds: o.autoSeeds ?? [seed, seed + 1, seed + 2],
+        id,
         head: o.head ?? {},
         training: o.training ?? {},
         speeds,
+        ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
+        ...(o.unknownRule ? { unknownRule: o.unknownRule } : {}),
+        ...(hooks.onEpoch ? { onEpoch: hooks.onEpoch } : {}),
         ...(hooks.signal ? { signal: hooks.signal } : {}),
       });
+      streamChoice = chosen.choice;
+      result = chosen.result;
       train = sf.withStreams(train, streamChoice.chosen);
-      if ('examples' in val) val2 = sf.withStreams(val, streamChoice.chosen);
+    } else {
+      // augmentation: copies of the training rows only (split first, so validation stays real clips)
+      let trainRows = train;
+      let valRows = val;
+      if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) {
+        ({ train: trainRows, val: valRows, augmented } = await augmentTrainingRows(train, val, extractor as Extractor, o.augment, hooks.onItem, hooks.signal));
+        if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
+      }
+      result = await trainEnsemble({
+        extractor,
+        train: trainRows,
+        val: valRows,
+        id,
+        head: o.head ?? {},
+        training: o.training ?? {},
+        ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
+        ...(o.unknownRule ? { unknownRule: o.unknownRule } : {}),
+        ...(hooks.onEpoch ? { onEpoch: hooks.onEpoch } : {}),
+        ...(hooks.signal ? { signal: hooks.signal } : {}),
+      });
     }
-    const id = o.id ?? o.register ?? basename(resolve(o.out as string));
-    // augmentation: copies of the training rows only (split first, so validation stays real clips)
-    let trainRows = train;
-    let valRows = val2;
-    let augmented: { data: LabelledFeatures; stats: ExtractStats } | undefined;
-    if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) {
-      ({ train: trainRows, val: valRows, augmented } = await augmentTrainingRows(train, val, extractor as Extractor, o.augment, hooks.onItem, hooks.signal));
-      if (hooks.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
-    }
-    const result = await trainHead({
-      extractor,
-      train: trainRows,
-      val: valRows,
-      id,
-      head: o.head ?? {},
-      training: o.training ?? {},
-      ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
-      ...(o.unknownRule ? { unknownRule: o.unknownRule } : {}),
-      ...(hooks.onEpoch ? { onEpoch: hooks.onEpoch } : {}),
-      ...(hooks.signal ? { signal: hooks.signal } : {}),
-    });
     const head = result.head;
     try {
       // cancelled while training: the best epoch so far is kept (as a version that is not promoted)

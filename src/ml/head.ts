@@ -27,6 +27,7 @@ import { SAMPLING_SCHEMA, CROP_MODES } from '../media/sampling.js';
 import { FEATURE_KINDS, type BackboneInfo } from './backbone.js';
 import { tf, initTfjs } from './tfjs-runtime.js';
 import { MaskedAttentionPooling } from './attention-pooling.js';
+import { MaskedMeanPooling } from './mean-pooling.js';
 import { FusedLstm } from './fused-lstm.js';
 import { SequenceMasking } from './sequence-masking.js';
 import { StreamSlice } from './stream-slice.js';
@@ -45,8 +46,11 @@ export type TemporalDiff = (typeof TEMPORAL_DIFFS)[number];
 export const FUSIONS = ['early', 'late'] as const;
 export type Fusion = (typeof FUSIONS)[number];
 /** How the recurrent states become one vector. */
-export const POOLINGS = ['last', 'attention'] as const;
+export const POOLINGS = ['last', 'attention', 'mixed'] as const;
 export type Pooling = (typeof POOLINGS)[number];
+/** What joins the recurrent state before the softmax. */
+export const SUMMARIES = ['none', 'mean'] as const;
+export type Summary = (typeof SUMMARIES)[number];
 
 export const HEAD_OPTIONS_SCHEMA = z.object({
   /** Recurrent cell, or `mean`: the baseline that averages the frames (order-blind) then applies a softmax layer. */
@@ -77,6 +81,13 @@ export const HEAD_OPTIONS_SCHEMA = z.object({
    * per stream, their class probabilities averaged. One stream: no effect.
    */
   fusion: z.enum(FUSIONS).default('early'),
+  /**
+   * An order-blind summary beside the recurrent state: `mean`, the masked mean over the steps of
+   * the frame features themselves (their levels, whatever `temporalDiff` feeds the recurrent
+   * layers), concatenated with the recurrent state before the softmax. `none`: the recurrent
+   * state alone.
+   */
+  summary: z.enum(SUMMARIES).default('none'),
 });
 export type HeadOptions = z.infer<typeof HEAD_OPTIONS_SCHEMA>;
 
@@ -96,6 +107,7 @@ export const STORED_HEAD_OPTIONS_SCHEMA = HEAD_OPTIONS_SCHEMA.extend({
   pooling: z.enum(POOLINGS).default('last'),
   temporalDiff: z.enum(TEMPORAL_DIFFS).default('none'),
   fusion: z.enum(FUSIONS).default('early'),
+  summary: z.enum(SUMMARIES).default('none'),
 });
 
 /** A head's per-frame streams as recorded in its metadata (absent: the backbone's rgb features alone). */
@@ -111,6 +123,12 @@ export const TRAIN_OPTIONS_SCHEMA = z.object({
   /** Draw every batch class-balanced (sampling with replacement, classes equally likely) instead of weighting the loss; class weights are then not applied. */
   balancedSampling: z.boolean().default(false),
   seed: z.number().int().min(0).default(42),
+  /**
+   * Heads trained (seeds seed … seed + members − 1, each with its own validation split) and
+   * averaged into one: 3 scored 2–3 points above one on surv_fight (docs/training.md); 1 trains a
+   * single head.
+   */
+  members: z.number().int().min(1).max(16).default(3),
 });
 export type TrainOptions = z.infer<typeof TRAIN_OPTIONS_SCHEMA>;
 
@@ -134,6 +152,8 @@ export const HEAD_METADATA_SCHEMA = z.object({
   unknownThreshold: z.number().min(0).max(1).optional(),
   /** How `unknownThreshold` was chosen (e.g. `macro-f1`, `precision>=0.9`), with its validation figures. */
   unknownRule: z.record(z.string(), z.unknown()).optional(),
+  /** Several heads in one (their class probabilities averaged), each trained with its own seed and validation split. */
+  ensemble: z.object({ members: z.number().int().min(2), seeds: z.array(z.number().int()), valTop1: z.array(z.number()).optional(), bestEpochs: z.array(z.number().int()).optional() }).optional(),
 });
 export type HeadMetadata = z.infer<typeof HEAD_METADATA_SCHEMA>;
 
@@ -144,6 +164,8 @@ export interface SequenceExample {
 }
 
 export interface EpochLog {
+  /** Which head of several is training (ensemble members, `--streams auto` candidates), when there are several. */
+  member?: { index: number; of: number; label?: string };
   epoch: number;
   loss: number;
   acc: number;
@@ -156,6 +178,15 @@ export interface TrainResult {
   epochsRun: number;
   bestEpoch: number;
   history: EpochLog[];
+}
+
+/**
+ * The transform of the frame features that makes the head's input: the `temporalDiff` option,
+ * except that a `mean` summary over differences-only recurrent input needs the levels too
+ * (`append`: [x_t, d_t]; the recurrent layers read d_t, the summary x_t).
+ */
+export function inputDiff(head: Pick<HeadOptions, 'temporalDiff' | 'summary'>): TemporalDiff {
+  return head.summary === 'mean' && head.temporalDiff === 'only' ? 'append' : head.temporalDiff;
 }
 
 /** Size of one step of the head's input for backbone features of size `dim`. */
@@ -187,7 +218,7 @@ export function applyTemporalDiff(ex: SequenceExample, dim: number, mode: Tempor
  * (per dimension) and presence values are left as they are (mean 0, std 1).
  */
 export function fitNormalization(examples: readonly SequenceExample[], dim: number, head: Partial<HeadOptions> = {}, layout?: StreamLayout): { mean: Float32Array; std: Float32Array } {
-  const mode = parseHeadOptions(head).temporalDiff;
+  const mode = inputDiff(parseHeadOptions(head));
   if (layout && isFusedLayout(layout)) {
     const n = computeNormalization(
       examples.map((ex) => transformLayout(ex, layout, mode)),
@@ -298,8 +329,49 @@ export function seedDropout(model: tf.LayersModel, rng: (() => number) | undefin
   }
 }
 
-function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number, spans?: readonly InputSpan[]): tf.LayersModel {
-  if (opts.cell !== 'mean' && spans && spans.length > 1) return buildFusedModel(T, inputDim, numClasses, opts, seed, spans);
+/**
+ * Where one stream's blocks lie in the head's input step: its recurrent input (what the recurrent
+ * layers read) and its levels (the frame features themselves, for a `mean` summary).
+ */
+interface BlockSlices {
+  id: string;
+  recurrent: { offset: number; width: number };
+  level: { offset: number; width: number };
+}
+
+/**
+ * The slices of each stream's block. A block holds [x_t] (`none`), [d_t] (`only`), [x_t, d_t]
+ * (`append`, or `only` with a `mean` summary: the recurrent layers then read d_t alone); a
+ * keypoint block [positions, velocities, presence] is read whole, its positions are its levels.
+ */
+function blockSlices(opts: HeadOptions, inputDim: number, spans: readonly InputSpan[] | undefined, layout: StreamLayout | undefined): BlockSlices[] {
+  const mode = inputDiff(opts);
+  const blocks = spans ?? [{ id: layout?.[0]?.id ?? 'rgb', offset: 0, width: inputDim } as InputSpan];
+  return blocks.map((span, i) => {
+    const entry = layout?.[i];
+    const keypoint = span.maskAt !== undefined || entry?.masked === true;
+    const dim = entry?.dim ?? (mode === 'append' ? span.width / 2 : span.width);
+    if (keypoint) return { id: span.id, recurrent: { offset: span.offset, width: span.width }, level: { offset: span.offset, width: dim } };
+    const diffOnly = opts.temporalDiff === 'only' && mode === 'append';
+    return {
+      id: span.id,
+      recurrent: diffOnly ? { offset: span.offset + dim, width: dim } : { offset: span.offset, width: span.width },
+      level: { offset: span.offset, width: dim },
+    };
+  });
+}
+
+const slice = (x: tf.SymbolicTensor, at: { offset: number; width: number }, whole: number, name: string): tf.SymbolicTensor =>
+  at.offset === 0 && at.width === whole ? x : (new StreamSlice({ offset: at.offset, width: at.width, name }).apply(x) as tf.SymbolicTensor);
+
+/** The `mean` summary of some blocks: the masked mean over the steps of each block's levels, side by side. */
+function summaryOf(masked: tf.SymbolicTensor, blocks: readonly BlockSlices[], whole: number, suffix: string): tf.SymbolicTensor {
+  const means = blocks.map((b) => new MaskedMeanPooling({ name: `summary_mean_${b.id}${suffix}` }).apply(slice(masked, b.level, whole, `summary_levels_${b.id}${suffix}`)) as tf.SymbolicTensor);
+  return means.length === 1 ? (means[0] as tf.SymbolicTensor) : (tf.layers.concatenate({ axis: -1, name: `summary${suffix}` }).apply(means) as tf.SymbolicTensor);
+}
+
+function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number, spans?: readonly InputSpan[], layout?: StreamLayout): tf.LayersModel {
+  if (opts.cell !== 'mean' && spans && spans.length > 1) return buildFusedModel(T, inputDim, numClasses, opts, seed, spans, layout);
   if (opts.cell === 'mean') {
     const input = tf.input({ shape: [inputDim] });
     let x: tf.SymbolicTensor = input;
@@ -309,40 +381,51 @@ function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadO
   }
   const input = tf.input({ shape: [T, inputDim] });
   // the mask of tf.layers.masking({ maskValue: 0 }), computed far more cheaply (sequence-masking.ts)
-  let x = new SequenceMasking().apply(input) as tf.SymbolicTensor;
+  const masked = new SequenceMasking().apply(input) as tf.SymbolicTensor;
+  const blocks = blockSlices(opts, inputDim, spans, layout);
+  const block = blocks[0] as BlockSlices;
+  let x = opts.summary === 'mean' ? slice(masked, block.recurrent, inputDim, 'recurrent_input') : masked;
   if (opts.projection > 0) {
     x = tf.layers.dense({ units: opts.projection, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 3 }) }).apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
   }
-  const out = recurrentTop(x, numClasses, opts, seed);
+  const summary = opts.summary === 'mean' ? summaryOf(masked, blocks, inputDim, '') : undefined;
+  const out = recurrentTop(x, numClasses, opts, seed, '', summary);
   return tf.model({ inputs: input, outputs: out });
 }
 
 /**
  * A head over several streams. `early`: each stream's block → its own dense projection (ReLU) →
  * concatenated per step → dropout → the recurrent layers → softmax. `late`: each stream's block →
- * its own projection and recurrent layers and softmax; the class probabilities are averaged.
+ * its own projection and recurrent layers and softmax; the class probabilities are averaged. A
+ * `mean` summary (of every stream's levels, or of its own in `late`) joins the recurrent state.
  */
-function buildFusedModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number, spans: readonly InputSpan[]): tf.LayersModel {
+function buildFusedModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number, spans: readonly InputSpan[], layout?: StreamLayout): tf.LayersModel {
   const input = tf.input({ shape: [T, inputDim] });
   const masked = new SequenceMasking().apply(input) as tf.SymbolicTensor;
+  const blocks = blockSlices(opts, inputDim, spans, layout);
   const project = (span: InputSpan, k: number): tf.SymbolicTensor => {
-    const x = new StreamSlice({ offset: span.offset, width: span.width, name: `stream_${span.id}` }).apply(masked) as tf.SymbolicTensor;
+    const at = opts.summary === 'mean' ? (blocks[k] as BlockSlices).recurrent : { offset: span.offset, width: span.width };
+    const x = new StreamSlice({ offset: at.offset, width: at.width, name: `stream_${span.id}` }).apply(masked) as tf.SymbolicTensor;
     if (opts.projection <= 0) return x;
     return tf.layers.dense({ units: opts.projection, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 3 + 1000 * k }), name: `projection_${span.id}` }).apply(x) as tf.SymbolicTensor;
   };
   const drop = (x: tf.SymbolicTensor): tf.SymbolicTensor => (opts.dropout > 0 ? (tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor) : x);
   if (opts.fusion === 'late') {
-    const outs = spans.map((span, k) => recurrentTop(drop(project(span, k)), numClasses, opts, seed + 1000 * k, `_${span.id}`));
+    const outs = spans.map((span, k) => {
+      const summary = opts.summary === 'mean' ? summaryOf(masked, [blocks[k] as BlockSlices], inputDim, `_${span.id}`) : undefined;
+      return recurrentTop(drop(project(span, k)), numClasses, opts, seed + 1000 * k, `_${span.id}`, summary);
+    });
     return tf.model({ inputs: input, outputs: tf.layers.average().apply(outs) as tf.SymbolicTensor });
   }
   const parts = spans.map((span, k) => project(span, k));
   const x = drop(tf.layers.concatenate({ axis: -1 }).apply(parts) as tf.SymbolicTensor);
-  return tf.model({ inputs: input, outputs: recurrentTop(x, numClasses, opts, seed) });
+  const summary = opts.summary === 'mean' ? summaryOf(masked, blocks, inputDim, '') : undefined;
+  return tf.model({ inputs: input, outputs: recurrentTop(x, numClasses, opts, seed, '', summary) });
 }
 
-/** The recurrent layers, pooling, dropout and softmax on a per-step input. */
-function recurrentTop(input: tf.SymbolicTensor, numClasses: number, opts: HeadOptions, seed: number, suffix = ''): tf.SymbolicTensor {
+/** The recurrent layers, pooling, dropout and softmax on a per-step input (with a summary beside the pooled state, when given). */
+function recurrentTop(input: tf.SymbolicTensor, numClasses: number, opts: HeadOptions, seed: number, suffix = '', summary?: tf.SymbolicTensor): tf.SymbolicTensor {
   let x = input;
   const attention = opts.pooling === 'attention';
   for (let i = 0; i < opts.layers; i++) {
@@ -364,9 +447,18 @@ function recurrentTop(input: tf.SymbolicTensor, numClasses: number, opts: HeadOp
     x = layer.apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0 && !(last && attention)) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
   }
+  if (opts.pooling === 'mixed') {
+    // the last state beside the masked mean of the per-step input: an order-blind summary the recurrent path need not relearn
+    const pooled = new MaskedMeanPooling({ name: `mean_pooling${suffix}` }).apply(input) as tf.SymbolicTensor;
+    x = tf.layers.concatenate({ axis: -1 }).apply([x, pooled]) as tf.SymbolicTensor;
+  }
   if (attention) {
     x = new MaskedAttentionPooling({ units: Math.min(64, opts.units), seed: seed + 17, name: `attention_pooling${suffix}` }).apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
+  }
+  if (summary) {
+    const s = opts.dropout > 0 ? (tf.layers.dropout({ rate: opts.dropout }).apply(summary) as tf.SymbolicTensor) : summary;
+    x = tf.layers.concatenate({ axis: -1 }).apply([x, s]) as tf.SymbolicTensor;
   }
   return tf.layers.dense({ units: numClasses, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 7 }) }).apply(x) as tf.SymbolicTensor;
 }
@@ -409,11 +501,11 @@ export class TemporalHead {
     if (init.labels.length < 2) throw new FramewiseError('FW_ERR_TRAIN_DATA', `a head needs at least two classes, got ${init.labels.length}`);
     const head = parseHeadOptions(init.head ?? {});
     const fused = init.streams && isFusedLayout(init.streams) ? init.streams : undefined;
-    const inputDim = fused ? layoutInputDim(fused, head.temporalDiff) : headInputDim(init.streams?.[0]?.dim ?? init.backbone.dim, head.temporalDiff);
+    const inputDim = fused ? layoutInputDim(fused, inputDiff(head)) : headInputDim(init.streams?.[0]?.dim ?? init.backbone.dim, inputDiff(head));
     if (init.normalization.mean.length !== inputDim || init.normalization.std.length !== inputDim) {
       throw new FramewiseError('FW_ERR_INTERNAL', `normalization has ${init.normalization.mean.length} values, the head's input has ${inputDim} (use fitNormalization with the head options)`);
     }
-    const model = buildModel(init.sequenceLength, inputDim, init.labels.length, head, init.seed ?? 42, fused ? inputSpans(fused, head.temporalDiff) : undefined);
+    const model = buildModel(init.sequenceLength, inputDim, init.labels.length, head, init.seed ?? 42, fused ? inputSpans(fused, inputDiff(head)) : undefined, fused);
     const metadata: HeadMetadata = {
       formatVersion: HEAD_FORMAT_VERSION,
       id: init.id ?? 'head',
@@ -430,6 +522,29 @@ export class TemporalHead {
       normalization: { mean: Array.from(init.normalization.mean), std: Array.from(init.normalization.std) },
     };
     return new TemporalHead(model, metadata, init.normalization.mean, init.normalization.std);
+  }
+
+  /**
+   * One head from several trained on the same streams, labels, options and normalisation (an
+   * ensemble): the class probabilities of the members are averaged. The members' models become
+   * parts of the new head: use and dispose only the result.
+   */
+  static combine(members: readonly TemporalHead[], ensemble: NonNullable<HeadMetadata['ensemble']>): TemporalHead {
+    const first = members[0];
+    if (!first) throw new FramewiseError('FW_ERR_INTERNAL', 'an ensemble needs at least one member');
+    if (members.length === 1) return first;
+    const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+    for (const m of members) {
+      if (!same(m.metadata.labels, first.metadata.labels) || !same(m.metadata.head, first.metadata.head) || !same(m.metadata.streams, first.metadata.streams) || !same(Array.from(m.mean), Array.from(first.mean)) || !same(Array.from(m.std), Array.from(first.std))) {
+        throw new FramewiseError('FW_ERR_INTERNAL', 'ensemble members must share labels, head options, streams and normalisation');
+      }
+    }
+    const shape = (first.model.inputs[0] as tf.SymbolicTensor).shape.slice(1) as number[];
+    const input = tf.input({ shape });
+    const outs = members.map((m) => m.model.apply(input) as tf.SymbolicTensor);
+    const model = tf.model({ inputs: input, outputs: tf.layers.average().apply(outs) as tf.SymbolicTensor });
+    const metadata: HeadMetadata = { ...structuredClone(first.metadata), ensemble };
+    return new TemporalHead(model, metadata, first.mean, first.std);
   }
 
   /** Load a saved head; `expect` (when given) must match its backbone id, version-independent dim and feature kind. */
@@ -471,7 +586,7 @@ export class TemporalHead {
   /** The streams' blocks of a fused head's input (undefined for a single-block input). */
   private get spans(): InputSpan[] | undefined {
     const { streams, head } = this.metadata;
-    return streams && isFusedLayout(streams) ? inputSpans(streams, head.temporalDiff) : undefined;
+    return streams && isFusedLayout(streams) ? inputSpans(streams, inputDiff(head)) : undefined;
   }
 
   /** The per-frame streams the head reads, in input order. */
@@ -483,15 +598,15 @@ export class TemporalHead {
   /** Size of one input step (the backbone's dim, doubled when temporal differences are appended; per stream for a fused head). */
   get inputDim(): number {
     const { streams, head, backbone } = this.metadata;
-    if (streams && isFusedLayout(streams)) return layoutInputDim(streams, head.temporalDiff);
-    return headInputDim(streams?.[0]?.dim ?? backbone.dim, head.temporalDiff);
+    if (streams && isFusedLayout(streams)) return layoutInputDim(streams, inputDiff(head));
+    return headInputDim(streams?.[0]?.dim ?? backbone.dim, inputDiff(head));
   }
 
   /** The feature transform of the head's options (temporal differences; per stream for a fused head), applied to raw features. */
   transform(examples: readonly SequenceExample[]): SequenceExample[] {
     const { backbone, head, streams } = this.metadata;
-    if (streams && isFusedLayout(streams)) return examples.map((ex) => transformLayout(ex, streams, head.temporalDiff));
-    return examples.map((ex) => applyTemporalDiff(ex, streams?.[0]?.dim ?? backbone.dim, head.temporalDiff));
+    if (streams && isFusedLayout(streams)) return examples.map((ex) => transformLayout(ex, streams, inputDiff(head)));
+    return examples.map((ex) => applyTemporalDiff(ex, streams?.[0]?.dim ?? backbone.dim, inputDiff(head)));
   }
 
   /** The attention weights [n][T] of each example (only for `pooling: attention`); padded steps are 0. */

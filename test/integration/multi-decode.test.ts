@@ -24,6 +24,7 @@ beforeAll(async () => {
     // a still picture for 2 s: no motion anywhere
     runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-frames:v', '1', p('still.png')]),
   ]);
+  await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=224x168:rate=10:duration=1.2', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv444p', '-qp', '0', p('lossless.mp4')]);
   await runFfmpeg(['-loop', '1', '-i', p('still.png'), '-t', '2', '-r', '25', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv444p', '-qp', '0', p('static.mp4')]);
 });
 afterAll(async () => {
@@ -63,7 +64,37 @@ describe('decodeMulti', () => {
     const info = await probe(p('static.mp4'));
     const multi = await decodeMulti(info, uniform8, { motion: square });
     expect(multi.motion?.count).toBe(8);
-    expect(max(multi.motion?.data as Uint8Array)).toBeLessThanOrEqual(2);
+    // (amplified ×4: at most a rounding level of difference anywhere)
+    expect(max(multi.motion?.data as Uint8Array)).toBeLessThanOrEqual(8);
+  });
+
+  it('motion is 4·|frame_t − frame_t−1| of consecutive source frames, clipped at 255', async () => {
+    // every source frame sampled (fps = the clip's rate), so frame t's predecessor is frame t − 1 of the rgb output
+    const info = await probe(p('lossless.mp4'));
+    const multi = await decodeMulti(info, { kind: 'fps', fps: 10, maxFrames: 10 }, { rgb: square, motion: square });
+    const rgb = multi.rgb?.data as Uint8Array;
+    const motion = multi.motion?.data as Uint8Array;
+    const fb = 112 * 112 * 3;
+    let diff = 0;
+    let far = 0;
+    let amplified = 0;
+    for (let t = 1; t < 10; t++) {
+      for (let i = 0; i < fb; i++) {
+        const plain = Math.abs((rgb[t * fb + i] as number) - (rgb[(t - 1) * fb + i] as number));
+        const want = Math.min(255, 4 * plain);
+        const got = motion[t * fb + i] as number;
+        diff += Math.abs(got - want);
+        if (Math.abs(got - want) > 4) far++;
+        if (plain > 2 && plain < 60 && got > 2 * plain) amplified++;
+      }
+    }
+    const n = 9 * fb;
+    expect(diff / n).toBeLessThan(0.5);
+    // the first frame has no predecessor: black
+    expect(max(motion.subarray(0, fb))).toBe(0);
+    expect(far / n).toBeLessThan(0.01);
+    // the amplification is there: where the plain difference is moderate, the motion value is well above it
+    expect(amplified).toBeGreaterThan(1000);
   });
 
   it('a file that is not a video is a documented error', async () => {
@@ -121,7 +152,7 @@ describe('streamMulti', () => {
     expect(mean(frames[3]?.motion as Uint8Array)).toBeGreaterThan(0.5);
   });
 
-  it('where the grid samples the very first frame, motion has no difference for it: black, then the same frames as the others', async () => {
+  it('where the grid samples the very first frame, motion has no difference for it: black, alone or beside other outputs', async () => {
     const info = await probe(p('slow.mp4'));
     const policy = buildWindowsPolicy(16, 2, 1);
     const frames = await collect(streamMulti(info, policy, { rgb: square, motion: square, letterbox: [96] }));
@@ -129,11 +160,11 @@ describe('streamMulti', () => {
     expect(frames.length).toBeGreaterThanOrEqual(17); // one frame per grid step the 6 frames/s source fills (3 s)
     expect(max(frames[0]?.motion as Uint8Array)).toBe(0);
     expect(mean(frames[1]?.motion as Uint8Array)).toBeGreaterThan(0.5);
-    // motion alone (no frame 0 to pair with): its first frame is that second frame's difference
+    // motion alone: the same frames at the same times, the first black too (the first frame is paired with itself)
     const alone = await collect(streamMulti(info, policy, { motion: square }));
-    expect(alone).toHaveLength(frames.length - 1);
-    expect(alone[0]?.time).toBe(frames[1]?.time);
-    expect(join3(alone.map((f) => f.motion)).equals(join3(frames.slice(1).map((f) => f.motion)))).toBe(true);
+    expect(alone).toHaveLength(frames.length);
+    expect(alone.map((f) => f.time)).toEqual(frames.map((f) => f.time));
+    expect(join3(alone.map((f) => f.motion)).equals(join3(frames.map((f) => f.motion)))).toBe(true);
   });
 
   it('a file that does not decode is a documented error; a cancelled pass stops ffmpeg', async () => {

@@ -13,7 +13,7 @@ import type { FrameStream } from '../../src/features/streams.js';
 import { clipArtifactKeys, framesArtifactKey, streamArtifactKey, validateArtifactKey } from '../../src/jobs/queue/artifact-store.js';
 import { clipJobId, clipStreams, featureKeyOf, streamKeysOf, windowsKeysOf, windowsKeyOf } from '../../src/jobs/queue/idempotency.js';
 import { windowsFeatureKey } from '../../src/jobs/windows.js';
-import { buildDecodeArgs, MOTION_FILTERS } from '../../src/media/ffmpeg-args.js';
+import { buildDecodeArgs, MOTION_FILTERS, MOTION_VERSION } from '../../src/media/ffmpeg-args.js';
 import { branchShowinfo, buildMultiDecodeArgs } from '../../src/media/multi-decode.js';
 import { buildWindowsPolicy } from '../../src/media/sampling.js';
 import { combineBlocks, combineSequences, type StreamLayout } from '../../src/ml/stream-layout.js';
@@ -29,7 +29,7 @@ const hash = CLIP_IDENTITY.contentHash;
 const bb = backboneStreamVersion(identity);
 const layout: StreamLayout = [
   { id: 'rgb', version: bb, dim: identity.dim, masked: false },
-  { id: 'motion', version: bb, dim: identity.dim, masked: false },
+  { id: 'motion', version: backboneStreamVersion(identity, 'motion'), dim: identity.dim, masked: false },
   { id: 'pose', version: 'movenet-multipose@abc', dim: 231, masked: true },
   { id: 'hands', version: 'handdetect@1+handlandmark-lite@2', dim: 133, masked: true },
 ];
@@ -44,7 +44,8 @@ describe('stream keys from a head\'s layout', () => {
     const specs = streamSpecs(layout);
     const keys = specs.map((s) => streamFeatureKey(hash, identity, sampling.policy, geometry, s));
     expect(keys[0]).toEqual(featureKeyOf(CLIP_IDENTITY));
-    expect(keys[1]).toEqual({ ...keys[0], stream: 'motion' });
+    // motion: its own stream, and the motion images' version beside the weights' (MOTION_VERSION)
+    expect(keys[1]).toEqual({ ...keys[0], backboneVersion: `${identity.version}+${MOTION_VERSION}`, stream: 'motion' });
     expect(keys[2]).toEqual({ contentHash: hash, backboneId: 'pose', backboneVersion: 'movenet-multipose@abc', featureKind: 'pooled', sampling: 'uniform16-256-letterbox', stream: 'pose' });
     expect(new Set(keys.map((k) => new FeatureStore('/s').pathFor(k))).size).toBe(4);
     // the queue's keys of a clip over these streams
@@ -72,6 +73,8 @@ describe('stream keys from a head\'s layout', () => {
     const specs = streamSpecs(layout);
     expect(() => checkBackboneStreams(specs, identity)).not.toThrow();
     expect(() => checkBackboneStreams(specs, { ...identity, version: 'nsfwjs@5' })).toThrow(expect.objectContaining({ code: 'FW_ERR_MODEL_MISMATCH' }));
+    // a head trained on motion images of another definition (before MOTION_VERSION): refused
+    expect(() => checkBackboneStreams(streamSpecs([layout[0] as StreamSpec, { ...(layout[1] as StreamSpec), version: bb }]), identity)).toThrow(expect.objectContaining({ code: 'FW_ERR_MODEL_MISMATCH' }));
     // a head over rgb alone is checked elsewhere (checkCompatible): any weights version passes here
     expect(() => checkBackboneStreams(streamSpecs([{ ...(layout[0] as StreamSpec), version: 'old' }]), identity)).not.toThrow();
     const pose = specs[2] as StreamSpec;
