@@ -34,7 +34,7 @@ import type { FeatureKind } from '../src/ml/backbone.js';
 import { parseHeadOptions, type HeadOptions } from '../src/ml/head.js';
 import { DEFAULT_TRAIN_FEATURE } from '../src/jobs/train.js';
 import { augmentArg } from '../src/cli/train-options.js';
-import { DEFAULT_STREAMS, parseStreams, formatStreams, type StreamId } from '../src/features/streams.js';
+import { DEFAULT_STREAMS, parseStreams, formatStreams, STREAM_IDS, type StreamId } from '../src/features/streams.js';
 import { collectStreamFeatures, createStreamExtractor, withStreams } from '../src/jobs/stream-features.js';
 import type { FoldSpec } from '../src/jobs/train.js';
 import { FUSIONS, type Fusion } from '../src/ml/head.js';
@@ -52,8 +52,16 @@ const { values } = parseArgs({
     all: { type: 'boolean', default: false },
     'from-json': { type: 'string' },
     augment: { type: 'string' },
+    members: { type: 'string' },
+    head: { type: 'string' },
+    'auto-streams': { type: 'string' },
   },
 });
+/** `--members N`: heads per ensemble (default: the training default). `--head JSON`: head options for every configuration (over the defaults). */
+const members = values.members !== undefined ? Number(values.members) : undefined;
+const headOverride = values.head ? (JSON.parse(values.head) as Partial<HeadOptions>) : {};
+/** `--streams auto`: the candidate streams (default every stream). */
+const autoStreams: StreamId[] = values['auto-streams'] ? parseStreams(values['auto-streams']) : [...STREAM_IDS];
 /** `--augment jitter:K,flip`: every configuration also trains on augmented copies of its training rows. */
 const augment = values.augment ? augmentArg(values.augment) : undefined;
 
@@ -80,14 +88,16 @@ if (!FUSIONS.includes(fusion)) {
   process.stderr.write(`eval: --fusion early or late\n`);
   process.exit(2);
 }
-const streamSets: StreamId[][] | undefined = values.streams?.map((t) => parseStreams(t));
+type SetArg = StreamId[] | 'auto';
+const streamSets: SetArg[] | undefined = values.streams?.map((t) => (t.trim() === 'auto' ? 'auto' : parseStreams(t)));
+const setName = (set: SetArg): string => (set === 'auto' ? 'auto' : formatStreams(set));
 
 interface Config {
   name: string;
   feature: FeatureKind;
   head: Partial<HeadOptions>;
-  /** Per-frame streams (stream mode), else the backbone's rgb features. */
-  streams?: StreamId[];
+  /** Per-frame streams (stream mode; `auto`: chosen inside every fold), else the backbone's rgb features. */
+  streams?: SetArg;
 }
 
 const HEADS: Array<{ name: string; head: Partial<HeadOptions>; diffs: Array<HeadOptions['temporalDiff']>; features?: FeatureKind[] }> = [
@@ -102,9 +112,10 @@ const configs: Config[] = [];
 if (streamSets) {
   // stream mode: the default head (with --fusion) and the mean-pooling baseline on each stream set
   for (const set of streamSets) {
-    const name = formatStreams(set);
-    configs.push({ name: `${name} ${DEFAULT_TRAIN_FEATURE}`, feature: DEFAULT_TRAIN_FEATURE, head: set.length > 1 ? { fusion } : {}, streams: set });
-    configs.push({ name: `mean:${name} ${DEFAULT_TRAIN_FEATURE}`, feature: DEFAULT_TRAIN_FEATURE, head: { cell: 'mean' }, streams: set });
+    const name = setName(set);
+    configs.push({ name: `${name} ${DEFAULT_TRAIN_FEATURE}`, feature: DEFAULT_TRAIN_FEATURE, head: { ...headOverride, ...(set === 'auto' || set.length > 1 ? { fusion } : {}) }, streams: set });
+    // auto: its baseline is trained in every fold on the chosen set (below)
+    if (set !== 'auto') configs.push({ name: `mean:${name} ${DEFAULT_TRAIN_FEATURE}`, feature: DEFAULT_TRAIN_FEATURE, head: { cell: 'mean' }, streams: set });
   }
 } else {
   for (const feature of ['pooled', 'grid'] as const) {
@@ -117,7 +128,8 @@ if (streamSets) {
 
 /** The configuration `framewise train` uses with no options. */
 const defaults = parseHeadOptions({});
-const isDefault = (c: Config): boolean => c.feature === DEFAULT_TRAIN_FEATURE && JSON.stringify(parseHeadOptions(c.head)) === JSON.stringify(defaults) && (c.streams ? formatStreams(c.streams) === formatStreams(DEFAULT_STREAMS) : formatStreams(DEFAULT_STREAMS) === 'rgb');
+const defaultSet = DEFAULT_STREAMS === 'auto' ? 'auto' : formatStreams(DEFAULT_STREAMS);
+const isDefault = (c: Config): boolean => c.feature === DEFAULT_TRAIN_FEATURE && JSON.stringify(parseHeadOptions(c.head)) === JSON.stringify(defaults) && (c.streams ? setName(c.streams) === defaultSet : defaultSet === 'rgb');
 
 /** The default set (about 15 minutes on 2 idle cores); `--all` runs every combination above, `--only` picks by name. */
 const STANDARD = [
@@ -178,7 +190,7 @@ if (values['from-json']) {
     let extractor: { identity: Awaited<ReturnType<typeof createExtractor>>['identity']; sampling: Awaited<ReturnType<typeof createExtractor>>['sampling'] };
     if (streamSets) {
       // every stream any set needs, extracted once (each cached in the store on its own)
-      const all = parseStreams(streamSets.map(formatStreams).join(','));
+      const all = parseStreams(streamSets.map((set) => (set === 'auto' ? formatStreams(autoStreams) : formatStreams(set))).join(','));
       const sx = await createStreamExtractor(rt, policy, geometry, all);
       feats = await collectStreamFeatures(manifest.items, sx);
       await sx.dispose();
@@ -199,7 +211,7 @@ if (values['from-json']) {
   for (const c of selected) {
     const f = features.get(c.feature);
     if (!f) continue;
-    const data = c.streams ? withStreams(f.data, c.streams) : f.data;
+    const data = c.streams && c.streams !== 'auto' ? withStreams(f.data, c.streams) : c.streams === 'auto' ? withStreams(f.data, autoStreams) : f.data;
     const t0 = Date.now();
     const perSeed: CrossValidationResult[] = [];
     for (const seed of seeds) {
@@ -210,7 +222,8 @@ if (values['from-json']) {
           folds: dataset.folds,
           groupColumn: dataset.groupColumn,
           head: c.head,
-          training: { seed },
+          training: { seed, ...(members !== undefined ? { members } : {}) },
+          ...(c.streams === 'auto' ? { auto: { candidates: autoStreams.map((s) => [s]) }, baseline: true } : {}),
           ...(augment ? { augment: { options: augment, extractor: f.extractor as Awaited<ReturnType<typeof createExtractor>> } } : {}),
         }),
       );

@@ -19,7 +19,7 @@ import { z } from 'zod';
 import type { Config } from '../config/index.js';
 import { FramewiseError, toStorageError } from '../errors/index.js';
 import { readLabelledData } from '../features/inputs.js';
-import { DEFAULT_STREAMS, parseStreams, STREAM_IDS } from '../features/streams.js';
+import { DEFAULT_STREAMS, formatStreams, parseStreams, STREAM_IDS } from '../features/streams.js';
 import type { PathGuard } from '../jobs/queue/batches.js';
 import type { TrainingRequestOptions } from '../jobs/queue/payloads.js';
 import type { QueueRuntime } from '../jobs/queue/runtime.js';
@@ -66,14 +66,14 @@ export const TRAINING_BODY = {
       properties: { fraction: { type: 'number', minimum: 0, maximum: 0.9, description: 'greater than 0' }, column: { type: 'string' }, valValues: { type: 'array', items: { type: 'string' } }, groupColumn: { type: 'string' } },
       description: 'validation rows: a stratified share (fraction, default 0.2), the rows whose `column` has one of `valValues`, or a group-aware share (`groupColumn`)',
     },
-    head: { type: 'object', additionalProperties: true, description: 'head options as `framewise train` takes them: cell, units, layers, bidirectional, dropout, projection, pooling, temporalDiff' },
-    training: { type: 'object', additionalProperties: true, description: 'epochs, batchSize, learningRate, clipNorm, patience, classWeights, balancedSampling, seed' },
+    head: { type: 'object', additionalProperties: true, description: 'head options as `framewise train` takes them: cell, units, layers, bidirectional, dropout, projection, pooling, temporalDiff, fusion, summary' },
+    training: { type: 'object', additionalProperties: true, description: 'epochs, batchSize, learningRate, clipNorm, patience, classWeights, balancedSampling, seed, members' },
     feature: { type: 'string', enum: [...FEATURE_KINDS], description: 'per-frame feature (default: the training default, see docs/training.md)' },
     streams: {
       type: 'string',
       minLength: 1,
       maxLength: 64,
-      description: `per-frame streams the head reads, as \`framewise train --streams\`: a comma-separated subset of ${STREAM_IDS.join(', ')} (e.g. \`rgb,motion\`), or \`auto\` (each candidate set tried on validation splits); default \`${DEFAULT_STREAMS.join(',')}\`. The queue's workers and \`label --windows\` compute exactly the model's streams`,
+      description: `per-frame streams the head reads, as \`framewise train --streams\`: a comma-separated subset of ${STREAM_IDS.join(', ')} (e.g. \`rgb,motion\`), or \`auto\` (each candidate set tried on validation splits); default \`${formatStreams(DEFAULT_STREAMS)}\`. The queue's workers and \`label --windows\` compute exactly the model's streams`,
     },
     sampling: { type: 'string', description: 'e.g. uniform:16 (default)' },
     baseline: { type: 'boolean', description: 'also train the mean-pooling baseline and record its validation figures (default true)' },
@@ -106,7 +106,7 @@ function checkOptions(body: TrainingBody): void {
   if (body.split?.column !== undefined && !body.split.valValues?.length) problems.push('split.column needs split.valValues');
   // the schema says minimum 0 (an OpenAPI 3.0 document cannot carry draft-07's numeric exclusiveMinimum)
   if (body.split?.fraction !== undefined && body.split.fraction <= 0) problems.push('split.fraction must be greater than 0');
-  let streams = DEFAULT_STREAMS.join(',');
+  let streams = formatStreams(DEFAULT_STREAMS);
   if (body.streams !== undefined) {
     try {
       streams = body.streams.trim() === 'auto' ? 'auto' : parseStreams(body.streams).join(',');

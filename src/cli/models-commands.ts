@@ -18,8 +18,9 @@ import { DEFAULT_TRAIN_FEATURE, TFJS_BACKENDS, type TfjsBackendChoice } from '..
 import { createProgress } from './progress.js';
 import { addHeadOptions, augmentArg, headOptionsFrom, streamsArg, trainOptionsFrom, type HeadFlags } from './train-options.js';
 import type { Extractor } from '../features/extract.js';
-import { DEFAULT_STREAMS, type StreamId } from '../features/streams.js';
-import { collectStreamFeatures, createStreamExtractor, isRgbOnly } from '../jobs/stream-features.js';
+import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../features/streams.js';
+import { candidateSets } from '../jobs/stream-choice.js';
+import { availableStreams, collectStreamFeatures, createStreamExtractor, isRgbOnly } from '../jobs/stream-features.js';
 
 interface Io {
   stdout: NodeJS.WritableStream;
@@ -122,7 +123,7 @@ interface CvFlags extends HeadFlags {
   threads?: number;
   json?: boolean;
   augment?: AugmentOptions;
-  streams?: StreamId[];
+  streams?: StreamId[] | 'auto';
 }
 
 async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
@@ -137,9 +138,11 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
   });
   const policy = o.sampling ? parseSampling(o.sampling) : DEFAULT_SAMPLING;
   const geometry = { size: BACKBONE_SPECS[rt.backbone].inputSize, crop: o.crop };
-  const streams = o.streams ?? DEFAULT_STREAMS;
+  const requested = o.streams ?? DEFAULT_STREAMS;
+  // auto: every loadable stream embedded, the set chosen inside each fold
+  const streams = requested === 'auto' ? await availableStreams(rt) : requested;
   const multi = !isRgbOnly(streams);
-  if (multi && o.augment) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${streams.join(',')})`);
+  if (multi && o.augment) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${formatStreams(requested)})`);
   const streamExtractor = multi ? await createStreamExtractor(rt, policy, geometry, streams) : undefined;
   const extractor = streamExtractor ?? (await createExtractor(rt, policy, geometry));
   const quiet = Boolean(o.json);
@@ -165,8 +168,9 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
       training: trainOptionsFrom(o),
       baseline: Boolean(o.baseline),
       ...(o.augment ? { augment: { options: o.augment, extractor: extractor as Extractor } } : {}),
+      ...(requested === 'auto' ? { auto: { candidates: candidateSets(streams) } } : {}),
       onFold: (r, i, total) => {
-        if (!quiet) io.stderr.write(`fold ${r.fold} (${i + 1}/${total}): top-1 ${pct(r.top1)}, mean class accuracy ${pct(r.meanClassAccuracy)} (train ${r.trainN}, val ${r.valN}, test ${r.testN}, ${r.epochs} epochs)${r.baseline ? `; baseline top-1 ${pct(r.baseline.top1)}` : ''}\n`);
+        if (!quiet) io.stderr.write(`fold ${r.fold} (${i + 1}/${total})${r.streams ? ` [${formatStreams(r.streams)}]` : ''}: top-1 ${pct(r.top1)}, mean class accuracy ${pct(r.meanClassAccuracy)} (train ${r.trainN}, val ${r.valN}, test ${r.testN}, ${r.epochs} epochs)${r.baseline ? `; baseline top-1 ${pct(r.baseline.top1)}` : ''}\n`);
       },
     });
     io.stdout.write(`${JSON.stringify({ ...result, streams: (data.layout ?? [{ id: 'rgb' }]).map((s) => s.id), folds: result.folds, foldSource: foldColumn ? `column ${foldColumn}` : `${o.folds ?? 5} group-aware stratified folds${o.groupColumn ? ` by ${o.groupColumn}` : ''}`, skipped: data.failed.map((f) => ({ path: f.source, code: f.error.code })) })}\n`);
@@ -232,6 +236,6 @@ export function registerModelCommands(program: Command, io: Io, run: Run): void 
       .option('--cache-dir <dir>', 'feature store')
       .option('--threads <n>', 'onnx intra-op threads', (v) => Number(v))
       .option('--json', 'no progress on stderr')
-      .option('--streams <set>', `per-frame streams the head reads: a comma-separated subset of rgb, motion, pose, hands (default ${DEFAULT_STREAMS.join(',')}); each is embedded once and cached`, streamsArg(false)),
+      .option('--streams <set>', `per-frame streams the head reads: a comma-separated subset of rgb, motion, pose, hands or auto (chosen inside every fold on its own training rows, as train does: nested) (default ${formatStreams(DEFAULT_STREAMS)}); each is embedded once and cached`, streamsArg(true)),
   ).action(async (o) => run((c) => cmdCv(o as CvFlags, c, io)));
 }

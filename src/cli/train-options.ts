@@ -5,7 +5,7 @@
  */
 import { Option, InvalidArgumentError, type Command } from 'commander';
 import type { AugmentOptions } from '../jobs/train.js';
-import { FUSIONS, HEAD_OPTIONS_SCHEMA, POOLINGS, TEMPORAL_DIFFS, TRAIN_OPTIONS_SCHEMA, type Fusion, type HeadOptions, type Pooling, type TemporalDiff, type TrainOptions } from '../ml/head.js';
+import { FUSIONS, HEAD_OPTIONS_SCHEMA, POOLINGS, SUMMARIES, TEMPORAL_DIFFS, TRAIN_OPTIONS_SCHEMA, type Fusion, type HeadOptions, type Pooling, type Summary, type TemporalDiff, type TrainOptions } from '../ml/head.js';
 import { parseStreams, STREAM_IDS, type StreamId } from '../features/streams.js';
 import { parseUnknownRule, type UnknownRule } from '../ml/metrics.js';
 import { nonNegativeInt, positiveInt, positiveNumber, rate } from './arg-parsers.js';
@@ -20,6 +20,8 @@ export interface HeadFlags {
   pooling?: Pooling;
   temporalDiff?: TemporalDiff;
   fusion?: Fusion;
+  summary?: Summary;
+  members?: number;
   epochs?: number;
   batch?: number;
   lr?: number;
@@ -78,6 +80,7 @@ export function addHeadOptions(cmd: Command): Command {
     .addOption(new Option('--pooling <how>', `last recurrent state, or masked attention pooling over all states (default ${h.pooling})`).choices(POOLINGS))
     .addOption(new Option('--temporal-diff <mode>', `frame-to-frame feature differences: none, append ([x_t, x_t − x_t−1]) or only (default ${h.temporalDiff})`).choices(TEMPORAL_DIFFS))
     .addOption(new Option('--fusion <how>', `several streams: early (per-stream projections concatenated per step into one recurrent head) or late (a head per stream, probabilities averaged) (default ${h.fusion})`).choices(FUSIONS))
+    .addOption(new Option('--summary <how>', `an order-blind summary beside the recurrent state: mean (the masked mean of the frame features, whatever --temporal-diff feeds the recurrent layers) or none (default ${h.summary})`).choices(SUMMARIES))
     .option('--dropout <rate>', `dropout after the projection and each recurrent layer (default ${h.dropout})`, rate('--dropout'))
     .option('--projection <n>', `per-frame dense projection before the recurrent layers, 0 for none (default ${h.projection})`, nonNegativeInt('--projection'))
     .option('--epochs <n>', `maximum epochs (default ${t.epochs})`, positiveInt('--epochs'))
@@ -87,7 +90,8 @@ export function addHeadOptions(cmd: Command): Command {
     .option('--clip-norm <n>', `gradient clipping by global norm (default ${t.clipNorm})`, positiveNumber('--clip-norm'))
     .addOption(new Option('--class-weights <mode>', `weigh classes for imbalance (default ${t.classWeights})`).choices(['balanced', 'none']))
     .option('--balanced-sampling', 'draw class-balanced batches (with replacement) instead of weighting the loss')
-    .option('--seed <n>', `seed for initialisation, split and shuffling (default ${t.seed})`, nonNegativeInt('--seed'));
+    .option('--seed <n>', `seed for initialisation, split and shuffling (default ${t.seed})`, nonNegativeInt('--seed'))
+    .option('--members <n>', `heads in the ensemble, each with its own seed (seed, seed+1, …) and validation split, averaged into one model; 1 trains a single head (default ${t.members})`, positiveInt('--members'));
 }
 
 export function headOptionsFrom(o: HeadFlags): Partial<HeadOptions> {
@@ -99,6 +103,7 @@ export function headOptionsFrom(o: HeadFlags): Partial<HeadOptions> {
     ...(o.pooling ? { pooling: o.pooling } : {}),
     ...(o.temporalDiff ? { temporalDiff: o.temporalDiff } : {}),
     ...(o.fusion ? { fusion: o.fusion } : {}),
+    ...(o.summary ? { summary: o.summary } : {}),
     ...(o.dropout !== undefined ? { dropout: o.dropout } : {}),
     ...(o.projection !== undefined ? { projection: o.projection } : {}),
   };
@@ -114,5 +119,6 @@ export function trainOptionsFrom(o: HeadFlags): Partial<TrainOptions> {
     ...(o.classWeights ? { classWeights: o.classWeights } : {}),
     ...(o.balancedSampling ? { balancedSampling: true } : {}),
     ...(o.seed !== undefined ? { seed: o.seed } : {}),
+    ...(o.members !== undefined ? { members: o.members } : {}),
   };
 }

@@ -23,13 +23,12 @@ export const isKeypointStream = (id: StreamId): id is KeypointStreamId => id ===
 export const isBackboneStream = (id: StreamId): id is 'rgb' | 'motion' => id === 'rgb' || id === 'motion';
 
 /**
- * The default stream set of `train` and `cv`: `motion`, the best set on the validation folds of
- * both real datasets (surv_fight 70.7 % against 64.9 % for rgb; egogestar_dev 84.5 % against
- * 76.7 %; 3 seeds each, docs/training.md). Queue trainings use it too (`POST /v1/trainings`
- * without `streams`): every path that labels (`label`, `eval`, `--windows`, the queue's workers)
- * computes exactly the streams a model reads.
+ * The default streams of `train`: `auto`, every stream this build can load tried on the training
+ * data's own validation splits (jobs/stream-choice.ts), the best kept. Chosen inside each fold of
+ * surv_fight and egogestar_dev, it picked motion on the CCTV fights and hands on the gestures
+ * (docs/training.md). `cv` takes `auto` too (chosen inside each fold).
  */
-export const DEFAULT_STREAMS: readonly StreamId[] = ['motion'];
+export const DEFAULT_STREAMS: readonly StreamId[] | 'auto' = 'auto';
 
 /**
  * `rgb,motion` → ['rgb', 'motion'] in the canonical order (rgb, motion, pose, hands), each once.
@@ -47,7 +46,7 @@ export function parseStreams(text: string): StreamId[] {
   return STREAM_IDS.filter((id) => parts.includes(id));
 }
 
-export const formatStreams = (streams: readonly StreamId[]): string => streams.join(',');
+export const formatStreams = (streams: readonly StreamId[] | 'auto'): string => (streams === 'auto' ? 'auto' : streams.join(','));
 
 /** Opens a keypoint stream (tests pass a double; the default loads src/ml/streams/{pose,hands}-stream). */
 export type FrameStreamOpener = (id: KeypointStreamId, opts: FrameStreamOptions) => Promise<FrameStream>;

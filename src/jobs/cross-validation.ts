@@ -7,7 +7,10 @@ import type { Extractor } from '../features/extract.js';
 import { parseHeadOptions, type HeadOptions, type TrainOptions } from '../ml/head.js';
 import { foldsFromColumn, groupStratifiedFolds } from '../ml/split.js';
 import { augmentTrainingRows, type AugmentOptions } from './augment.js';
-import { trainEnsemble } from './ensemble.js';
+import type { StreamId } from '../features/streams.js';
+import { trainEnsemble, type TrainEnsembleResult } from './ensemble.js';
+import type { StreamChoice } from './stream-choice.js';
+import { withStreams } from './stream-features.js';
 import { columnValues, evaluateHead, subset, type LabelledFeatures, type SplitSpec } from './head-training.js';
 
 /** Which folds a cross-validation uses: a manifest column's values, or K group-aware stratified folds. */
@@ -23,6 +26,9 @@ export interface FoldResult {
   meanClassAccuracy: number;
   /** The mean-pooling baseline trained on the same rows (when asked). */
   baseline?: { top1: number; meanClassAccuracy: number };
+  /** With `auto`: the stream set chosen on this fold's training rows (and every candidate's validation score). */
+  streams?: StreamId[];
+  streamChoice?: StreamChoice;
 }
 
 export interface CrossValidationResult {
@@ -54,6 +60,12 @@ export interface CrossValidationOptions {
   baseline?: boolean;
   /** Augmented copies of each fold's training rows (not its validation or test rows), extracted with variants of `extractor`. */
   augment?: { options: AugmentOptions; extractor: Extractor };
+  /**
+   * `--streams auto` inside every fold (nested): the candidate sets are tried on the fold's own
+   * training rows as `train` would (stream-choice.ts), the winner is tested on the fold. `data`
+   * holds every candidate's streams.
+   */
+  auto?: { candidates: StreamId[][]; speeds?: Partial<Record<StreamId, number>> };
   onFold?: (r: FoldResult, index: number, total: number) => void;
   signal?: AbortSignal;
 }
@@ -83,14 +95,21 @@ export async function runCrossValidation(o: CrossValidationOptions): Promise<Cro
     const test = subset(data, testIdx);
     const spec: SplitSpec = o.groupColumn ? { kind: 'group', column: o.groupColumn, fraction: o.valFraction ?? 0.2, seed } : { kind: 'stratified', fraction: o.valFraction ?? 0.2, seed };
     const { train: trainRows, val } = o.augment ? await augmentTrainingRows(train, spec, o.augment.extractor, o.augment.options, undefined, o.signal) : { train, val: spec };
-    const r = await trainEnsemble({ extractor: o.extractor, train: trainRows, val, id: `cv-${names[f]}`, head: o.head, training: o.training, baseline: false, unknownRule: { kind: 'none' }, ...(o.signal ? { signal: o.signal } : {}) });
+    const common = { extractor: o.extractor, val, id: `cv-${names[f]}`, head: o.head, training: o.training, baseline: false, unknownRule: { kind: 'none' as const }, ...(o.signal ? { signal: o.signal } : {}) };
+    let choice: StreamChoice | undefined;
+    let r: TrainEnsembleResult;
+    if (o.auto) {
+      const { chooseStreams } = await import('./stream-choice.js');
+      ({ choice, result: r } = await chooseStreams({ ...common, data: trainRows, candidates: o.auto.candidates, ...(o.auto.speeds ? { speeds: o.auto.speeds } : {}) }));
+    } else r = await trainEnsemble({ ...common, train: trainRows });
     try {
       const known = test.labels.map((l) => r.head.labels.includes(l));
-      const testKnown = subset(test, known.flatMap((k, i) => (k ? [i] : [])));
+      const testAll = subset(test, known.flatMap((k, i) => (k ? [i] : [])));
+      const testKnown = choice ? withStreams(testAll, choice.chosen) : testAll;
       const m = await evaluateHead(r.head, testKnown);
-      const fr: FoldResult = { fold: names[f] as string, trainN: r.trainN, valN: r.valN, testN: m.n, epochs: r.epochs.length, top1: m.top1, meanClassAccuracy: m.meanClassAccuracy };
+      const fr: FoldResult = { fold: names[f] as string, trainN: r.trainN, valN: r.valN, testN: m.n, epochs: r.epochs.length, top1: m.top1, meanClassAccuracy: m.meanClassAccuracy, ...(choice ? { streams: choice.chosen, streamChoice: choice } : {}) };
       if (o.baseline) {
-        const b = await trainEnsemble({ extractor: o.extractor, train: trainRows, val, id: `cv-${names[f]}-mean`, head: { cell: 'mean', dropout: parseHeadOptions(o.head).dropout }, training: o.training, baseline: false, unknownRule: { kind: 'none' } });
+        const b = await trainEnsemble({ extractor: o.extractor, train: choice ? withStreams(trainRows, choice.chosen) : trainRows, val, id: `cv-${names[f]}-mean`, head: { cell: 'mean', dropout: parseHeadOptions(o.head).dropout }, training: o.training, baseline: false, unknownRule: { kind: 'none' } });
         const bm = await evaluateHead(b.head, testKnown);
         b.head.dispose();
         fr.baseline = { top1: bm.top1, meanClassAccuracy: bm.meanClassAccuracy };

@@ -1,7 +1,9 @@
 /**
  * `--streams auto`: the stream set chosen on the training data's own validation splits.
  *
- * Each candidate set trains the ensemble `train` would train (ensemble.ts: one member per seed,
+ * Candidates: each available stream alone, then the two best of those together (a greedy
+ * forward step: fusing streams rarely helped on the real data, docs/training.md, and every set
+ * costs a full training). Each candidate set trains the ensemble `train` would train (ensemble.ts: one member per seed,
  * each with its own validation split, group-aware when the split names a group column; a
  * separate validation manifest is used as it is) and is scored by its members' mean validation
  * top-1. The best mean wins; a tie goes to the cheaper set (fewer streams, then more frames/s).
@@ -9,8 +11,7 @@
  * Features are cached per stream, so candidates re-embed nothing.
  */
 import { FramewiseError } from '../errors/index.js';
-import type { StreamId } from '../features/streams.js';
-import { formatStreams } from '../features/streams.js';
+import { formatStreams, STREAM_IDS, type StreamId } from '../features/streams.js';
 import type { EpochLog, HeadOptions, TrainOptions } from '../ml/head.js';
 import type { UnknownRule } from '../ml/metrics.js';
 import { trainEnsemble, type TrainEnsembleResult } from './ensemble.js';
@@ -34,12 +35,18 @@ export interface StreamChoice {
   candidates: StreamCandidate[];
 }
 
-/** Candidate sets from the streams available: each alone, rgb with each other, and all together. */
+/** The first candidate sets from the streams available: each alone (the best two are then tried together, see `chooseStreams`). */
 export function candidateSets(available: readonly StreamId[]): StreamId[][] {
-  const sets: StreamId[][] = available.map((s) => [s]);
-  if (available.includes('rgb')) for (const s of available) if (s !== 'rgb') sets.push(['rgb', s]);
-  if (available.length > 2) sets.push([...available]);
-  return sets;
+  return available.map((s) => [s]);
+}
+
+/** The two best sets of those scored, together (canonical order), unless that set was tried already. */
+export function bestPair(scored: readonly StreamCandidate[], better: (a: StreamCandidate, b: StreamCandidate) => boolean): StreamId[] | undefined {
+  const ranked = [...scored].sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0));
+  const [a, b] = ranked;
+  if (!a || !b) return undefined;
+  const union = STREAM_IDS.filter((id) => a.streams.includes(id) || b.streams.includes(id));
+  return scored.some((c) => formatStreams(c.streams) === formatStreams(union)) ? undefined : union;
 }
 
 /** Frames/s of a set's embedding from per-stream speeds (the streams run one after another on a frame). */
@@ -68,6 +75,8 @@ export interface ChooseStreamsOptions {
   unknownRule?: UnknownRule;
   /** Frames/s per stream (the cost recorded beside each candidate). */
   speeds?: Partial<Record<StreamId, number>>;
+  /** After the given candidates, also try the two best of them together. @defaultValue true */
+  pairBest?: boolean;
   onCandidate?: (c: StreamCandidate, index: number, total: number) => void;
   onEpoch?: (log: EpochLog) => void | Promise<void>;
   signal?: AbortSignal;
@@ -80,9 +89,16 @@ export async function chooseStreams(o: ChooseStreamsOptions): Promise<{ choice: 
   const scored: StreamCandidate[] = [];
   let best: { c: StreamCandidate; r: TrainEnsembleResult } | undefined;
   const better = (a: StreamCandidate, b: StreamCandidate): boolean => a.mean > b.mean || (a.mean === b.mean && (a.streams.length < b.streams.length || (a.streams.length === b.streams.length && (a.framesPerSec ?? 0) > (b.framesPerSec ?? 0))));
+  const queue = o.candidates.map((c) => [...c]);
+  let paired = false;
   try {
-    for (const [i, streams] of o.candidates.entries()) {
-      if (o.signal?.aborted) throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
+    for (let i = 0; i < queue.length; i++) {
+      const streams = queue[i] as StreamId[];
+      // cancelled: the best candidate so far is kept (a cancelled candidate keeps its best epoch)
+      if (o.signal?.aborted) {
+        if (best) break;
+        throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
+      }
       const r = await trainEnsemble({
         extractor: o.extractor,
         train: withStreams(o.data, streams),
@@ -101,7 +117,13 @@ export async function chooseStreams(o: ChooseStreamsOptions): Promise<{ choice: 
       const sd = valTop1.length > 1 ? Math.sqrt(valTop1.reduce((a, x) => a + (x - mean) ** 2, 0) / (valTop1.length - 1)) : 0;
       const c: StreamCandidate = { streams, valTop1, mean, sd, framesPerSec: setSpeed(streams, o.speeds ?? {}) };
       scored.push(c);
-      o.onCandidate?.(c, i, o.candidates.length);
+      // greedy forward step: once the given sets are scored, the two best together
+      if (i === queue.length - 1 && !paired && o.pairBest !== false) {
+        paired = true;
+        const pair = bestPair(scored, better);
+        if (pair) queue.push(pair);
+      }
+      o.onCandidate?.(c, i, queue.length);
       if (!best || better(c, best.c)) {
         best?.r.head.dispose();
         best = { c, r };

@@ -8,7 +8,7 @@ import { FramewiseError } from '../errors/index.js';
 import { StreamExtractor } from '../features/stream-extract.js';
 import { FeatureStore } from '../features/feature-store.js';
 import type { InputItem } from '../features/inputs.js';
-import { isBackboneStream, openFrameStream, type FrameStreamOpener, type StreamId } from '../features/streams.js';
+import { isBackboneStream, KEYPOINT_STREAMS, openFrameStream, STREAM_IDS, type FrameStreamOpener, type StreamId } from '../features/streams.js';
 import type { FrameGeometry, SamplingPolicy } from '../media/sampling.js';
 import { backboneIdentity } from '../ml/backbone-specs.js';
 import { combineSequences, selectStreams } from '../ml/stream-layout.js';
@@ -60,6 +60,24 @@ export function withStreams(data: LabelledFeatures, streams: readonly StreamId[]
   if (missing.length > 0) throw new FramewiseError('FW_ERR_INTERNAL', `these features lack the stream(s) ${missing.join(', ')}`);
   const sel = selectStreams(data.examples, layout, streams);
   return { ...data, examples: sel.examples, layout: sel.layout };
+}
+
+/**
+ * The streams `auto` chooses among: rgb and motion, and each keypoint stream this build can load
+ * (a missing optional model leaves it out; any other failure to load is an error).
+ */
+export async function availableStreams(rt: Pick<RuntimeOptions, 'cacheDir' | 'threads'>): Promise<StreamId[]> {
+  const streams: StreamId[] = ['rgb', 'motion'];
+  for (const id of KEYPOINT_STREAMS) {
+    try {
+      const s = await openFrameStream(id, { cacheDir: rt.cacheDir, threads: rt.threads });
+      await s.dispose();
+      streams.push(id);
+    } catch (err) {
+      if (!(err instanceof FramewiseError && err.code === 'FW_ERR_STREAM_UNAVAILABLE')) throw err;
+    }
+  }
+  return STREAM_IDS.filter((s) => streams.includes(s));
 }
 
 /** True when a stream set needs only the backbone's rgb features (the classic extractor serves it). */

@@ -15,7 +15,7 @@ import { MODEL_NAME_PATTERN, ModelRegistry } from '../ml/registry.js';
 import { createExtractor, runtimeFromConfig, type RuntimeOptions } from './runtime.js';
 import { type EpochLog, type HeadOptions, type TrainOptions } from '../ml/head.js';
 import { type UnknownRule } from '../ml/metrics.js';
-import { DEFAULT_STREAMS, KEYPOINT_STREAMS, openFrameStream, STREAM_IDS, type StreamId } from '../features/streams.js';
+import { DEFAULT_STREAMS, type StreamId } from '../features/streams.js';
 import type { StreamExtractor } from '../features/stream-extract.js';
 import type { StreamChoice } from './stream-choice.js';
 import { augmentTrainingRows, type AugmentOptions } from './augment.js';
@@ -105,6 +105,8 @@ export interface TrainingResult {
   streams: StreamId[];
   /** With `--streams auto`: every candidate's validation score and cost, and the one chosen. */
   streamChoice?: StreamChoice;
+  /** The ensemble's heads: each one's seed, validation top-1 and best epoch (`epochs`/`bestEpoch` above are the first's). */
+  members: Array<{ seed: number; valTop1: number | undefined; bestEpoch: number }>;
 }
 
 async function sha256File(path: string): Promise<string | undefined> {
@@ -138,20 +140,8 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
   let streamExtractor: StreamExtractor | undefined;
   if (requested === 'auto' || !sf.isRgbOnly(requested)) {
     if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${requested === 'auto' ? 'auto' : requested.join(',')})`);
-    let streams: StreamId[] = requested === 'auto' ? (o.autoStreams ? [...o.autoStreams] : ['rgb', 'motion']) : [...requested];
-    if (requested === 'auto' && !o.autoStreams) {
-      // the keypoint streams this build can load join the candidates
-      for (const id of KEYPOINT_STREAMS) {
-        try {
-          const s = await openFrameStream(id, { cacheDir: rt.cacheDir, threads: rt.threads });
-          await s.dispose();
-          streams.push(id);
-        } catch (err) {
-          if (!(err instanceof FramewiseError && err.code === 'FW_ERR_STREAM_UNAVAILABLE')) throw err;
-        }
-      }
-      streams = STREAM_IDS.filter((s) => streams.includes(s));
-    }
+    // auto: every stream this build can load is a candidate
+    const streams: StreamId[] = requested === 'auto' ? (o.autoStreams ? [...o.autoStreams] : await sf.availableStreams(rt)) : [...requested];
     streamExtractor = await sf.createStreamExtractor(rt, policy, geometry, streams);
   }
   const extractor = streamExtractor ?? (await createExtractor(rt, policy, geometry));
@@ -278,6 +268,7 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
         ...(augmented ? { augmented: { examples: augmented.data.examples.length, ...augmented.stats } } : {}),
         streams: head.streams.map((s) => s.id),
         ...(streamChoice ? { streamChoice } : {}),
+        members: result.members,
       };
     } finally {
       head.dispose();

@@ -364,10 +364,16 @@ function blockSlices(opts: HeadOptions, inputDim: number, spans: readonly InputS
 const slice = (x: tf.SymbolicTensor, at: { offset: number; width: number }, whole: number, name: string): tf.SymbolicTensor =>
   at.offset === 0 && at.width === whole ? x : (new StreamSlice({ offset: at.offset, width: at.width, name }).apply(x) as tf.SymbolicTensor);
 
+/**
+ * A named layer's name within one head: the head's seed is part of it, so that heads of one
+ * ensemble (different seeds) can sit in one saved model without two weights of the same name.
+ */
+const layerName = (base: string, seed: number): string => `${base}_s${seed}`;
+
 /** The `mean` summary of some blocks: the masked mean over the steps of each block's levels, side by side. */
-function summaryOf(masked: tf.SymbolicTensor, blocks: readonly BlockSlices[], whole: number, suffix: string): tf.SymbolicTensor {
-  const means = blocks.map((b) => new MaskedMeanPooling({ name: `summary_mean_${b.id}${suffix}` }).apply(slice(masked, b.level, whole, `summary_levels_${b.id}${suffix}`)) as tf.SymbolicTensor);
-  return means.length === 1 ? (means[0] as tf.SymbolicTensor) : (tf.layers.concatenate({ axis: -1, name: `summary${suffix}` }).apply(means) as tf.SymbolicTensor);
+function summaryOf(masked: tf.SymbolicTensor, blocks: readonly BlockSlices[], whole: number, suffix: string, seed: number): tf.SymbolicTensor {
+  const means = blocks.map((b) => new MaskedMeanPooling({ name: layerName(`summary_mean_${b.id}${suffix}`, seed) }).apply(slice(masked, b.level, whole, layerName(`summary_levels_${b.id}${suffix}`, seed))) as tf.SymbolicTensor);
+  return means.length === 1 ? (means[0] as tf.SymbolicTensor) : (tf.layers.concatenate({ axis: -1, name: layerName(`summary${suffix}`, seed) }).apply(means) as tf.SymbolicTensor);
 }
 
 function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadOptions, seed: number, spans?: readonly InputSpan[], layout?: StreamLayout): tf.LayersModel {
@@ -384,12 +390,12 @@ function buildModel(T: number, inputDim: number, numClasses: number, opts: HeadO
   const masked = new SequenceMasking().apply(input) as tf.SymbolicTensor;
   const blocks = blockSlices(opts, inputDim, spans, layout);
   const block = blocks[0] as BlockSlices;
-  let x = opts.summary === 'mean' ? slice(masked, block.recurrent, inputDim, 'recurrent_input') : masked;
+  let x = opts.summary === 'mean' ? slice(masked, block.recurrent, inputDim, layerName('recurrent_input', seed)) : masked;
   if (opts.projection > 0) {
     x = tf.layers.dense({ units: opts.projection, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 3 }) }).apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
   }
-  const summary = opts.summary === 'mean' ? summaryOf(masked, blocks, inputDim, '') : undefined;
+  const summary = opts.summary === 'mean' ? summaryOf(masked, blocks, inputDim, '', seed) : undefined;
   const out = recurrentTop(x, numClasses, opts, seed, '', summary);
   return tf.model({ inputs: input, outputs: out });
 }
@@ -406,21 +412,21 @@ function buildFusedModel(T: number, inputDim: number, numClasses: number, opts: 
   const blocks = blockSlices(opts, inputDim, spans, layout);
   const project = (span: InputSpan, k: number): tf.SymbolicTensor => {
     const at = opts.summary === 'mean' ? (blocks[k] as BlockSlices).recurrent : { offset: span.offset, width: span.width };
-    const x = new StreamSlice({ offset: at.offset, width: at.width, name: `stream_${span.id}` }).apply(masked) as tf.SymbolicTensor;
+    const x = new StreamSlice({ offset: at.offset, width: at.width, name: layerName(`stream_${span.id}`, seed) }).apply(masked) as tf.SymbolicTensor;
     if (opts.projection <= 0) return x;
-    return tf.layers.dense({ units: opts.projection, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 3 + 1000 * k }), name: `projection_${span.id}` }).apply(x) as tf.SymbolicTensor;
+    return tf.layers.dense({ units: opts.projection, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 3 + 1000 * k }), name: layerName(`projection_${span.id}`, seed) }).apply(x) as tf.SymbolicTensor;
   };
   const drop = (x: tf.SymbolicTensor): tf.SymbolicTensor => (opts.dropout > 0 ? (tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor) : x);
   if (opts.fusion === 'late') {
     const outs = spans.map((span, k) => {
-      const summary = opts.summary === 'mean' ? summaryOf(masked, [blocks[k] as BlockSlices], inputDim, `_${span.id}`) : undefined;
+      const summary = opts.summary === 'mean' ? summaryOf(masked, [blocks[k] as BlockSlices], inputDim, `_${span.id}`, seed) : undefined;
       return recurrentTop(drop(project(span, k)), numClasses, opts, seed + 1000 * k, `_${span.id}`, summary);
     });
     return tf.model({ inputs: input, outputs: tf.layers.average().apply(outs) as tf.SymbolicTensor });
   }
   const parts = spans.map((span, k) => project(span, k));
   const x = drop(tf.layers.concatenate({ axis: -1 }).apply(parts) as tf.SymbolicTensor);
-  const summary = opts.summary === 'mean' ? summaryOf(masked, blocks, inputDim, '') : undefined;
+  const summary = opts.summary === 'mean' ? summaryOf(masked, blocks, inputDim, '', seed) : undefined;
   return tf.model({ inputs: input, outputs: recurrentTop(x, numClasses, opts, seed, '', summary) });
 }
 
@@ -449,11 +455,11 @@ function recurrentTop(input: tf.SymbolicTensor, numClasses: number, opts: HeadOp
   }
   if (opts.pooling === 'mixed') {
     // the last state beside the masked mean of the per-step input: an order-blind summary the recurrent path need not relearn
-    const pooled = new MaskedMeanPooling({ name: `mean_pooling${suffix}` }).apply(input) as tf.SymbolicTensor;
+    const pooled = new MaskedMeanPooling({ name: layerName(`mean_pooling${suffix}`, seed) }).apply(input) as tf.SymbolicTensor;
     x = tf.layers.concatenate({ axis: -1 }).apply([x, pooled]) as tf.SymbolicTensor;
   }
   if (attention) {
-    x = new MaskedAttentionPooling({ units: Math.min(64, opts.units), seed: seed + 17, name: `attention_pooling${suffix}` }).apply(x) as tf.SymbolicTensor;
+    x = new MaskedAttentionPooling({ units: Math.min(64, opts.units), seed: seed + 17, name: layerName(`attention_pooling${suffix}`, seed) }).apply(x) as tf.SymbolicTensor;
     if (opts.dropout > 0) x = tf.layers.dropout({ rate: opts.dropout }).apply(x) as tf.SymbolicTensor;
   }
   if (summary) {

@@ -61,7 +61,7 @@ import type { Backbone, BackboneId } from '../../src/ml/backbone.js';
 import { fitNormalization, HEAD_OPTIONS_SCHEMA, TemporalHead, type SequenceExample } from '../../src/ml/head.js';
 import { DEFAULT_TRAIN_FEATURE } from '../../src/jobs/train.js';
 import { readManifest } from '../../src/features/inputs.js';
-import { DEFAULT_STREAMS, type StreamId } from '../../src/features/streams.js';
+import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../../src/features/streams.js';
 import { createStreamExtractor } from '../../src/jobs/stream-features.js';
 import type { FrameStream, LetterboxedFrames } from '../../src/ml/streams/frame-stream.js';
 import { loadHandsStream } from '../../src/ml/streams/hands-stream.js';
@@ -277,7 +277,7 @@ async function benchStreamSets(dir: string): Promise<void> {
     const sec = (performance.now() - t0) / 1000;
     const perStream = 'cost' in x ? Object.fromEntries(Object.entries(x.cost).map(([id, c]) => [id, ((c.frames - (before[id]?.frames ?? 0)) * 1000) / Math.max(1, c.ms - (before[id]?.ms ?? 0))])) : {};
     await x.dispose();
-    const r = { streams: streams.join(','), default: streams.join() === DEFAULT_STREAMS.join(), clips: ok, clipsPerSec: ok / sec, framesPerSecPerStream: perStream };
+    const r = { streams: streams.join(','), default: formatStreams(streams) === formatStreams(DEFAULT_STREAMS), clips: ok, clipsPerSec: ok / sec, framesPerSecPerStream: perStream };
     out.push(r);
     log(`stream-sets ${r.streams.padEnd(18)}${r.default ? ' (default)' : '          '} ${ok} surv_fight clips: ${fmt(r.clipsPerSec, 2)} clips/s end to end${Object.keys(perStream).length ? ` · embedding ${Object.entries(perStream).map(([id, f]) => `${id} ${fmt(f)} frames/s`).join(', ')}` : ''}`);
   }

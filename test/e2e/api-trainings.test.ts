@@ -92,7 +92,8 @@ describe('training over the API', () => {
   let v3: string;
 
   it('streams one event per epoch; cancel keeps the best epoch as a version that is not promoted', async () => {
-    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 1000, patience: 1000, seed: 1 }, baseline: false });
+    // the default streams (auto: every stream embedded, then the candidates in turn), one head per candidate
+    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 1000, patience: 1000, seed: 1, members: 1 }, baseline: false });
     const events = app.inject({ method: 'GET', url: `/v1/trainings/${id}/events` });
     await waitTraining(id, (s) => s.progress.epochs.length >= 2);
     const del = await app.inject({ method: 'DELETE', url: `/v1/trainings/${id}` });
@@ -122,12 +123,16 @@ describe('training over the API', () => {
 
   it('trains again from an uploaded CSV on the stored features (nothing decoded); the first complete version is promoted', async () => {
     const csv = `path,label\n${clips.map((c) => `data/${basename(c.path)},${c.motion}`).join('\n')}\n`;
-    const id = await submit({ name: 'moves', csv, training: { epochs: 6, seed: 1 } });
+    const id = await submit({ name: 'moves', csv, training: { epochs: 6, seed: 1, members: 1 } });
     const done = await waitTraining(id, (s) => s.state === 'completed');
     expect(done.result).toMatchObject({ cancelled: false, registered: { name: 'moves', promoted: true }, features: { decoded: 0, embedded: 0, cached: clips.length }, trainN: expect.any(Number) });
-    // the training default, which the queue's workers serve (the batch below labels with it)
-    expect(done.result?.streams).toEqual(['motion']);
-    expect(done.progress.epochs.length).toBe(done.result!.epochs);
+    // the training default, auto: every candidate set tried, the model reads the one chosen (the batch below labels with it)
+    const choice = done.result?.streamChoice;
+    expect(choice?.candidates.map((c) => c.streams.join(','))).toEqual(expect.arrayContaining(['rgb', 'motion', 'pose', 'hands']));
+    expect(done.result?.streams).toEqual(choice?.chosen);
+    // every candidate's epochs were streamed, each named by its stream set
+    expect(done.progress.epochs.length).toBeGreaterThan(done.result!.epochs);
+    expect(new Set(done.progress.epochs.map((e) => e.member?.label))).toEqual(new Set(choice?.candidates.map((c) => c.streams.join(','))));
     v2 = done.result!.version;
     expect(v2).not.toBe(cancelledVersion);
     expect((await models()).current).toMatchObject({ ref: 'moves', id: 'moves', version: v2 });

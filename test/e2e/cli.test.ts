@@ -90,7 +90,7 @@ describe('framewise CLI', () => {
     expect(m.top5).toBe(1);
     expect(m.top1).toBeGreaterThanOrEqual(0.9);
 
-    const base = await cli(['train', '--manifest', join(dir, 'train', 'manifest.csv'), '--out', join(dir, 'models', 'mean'), '--cell', 'mean', '--feature', 'pooled', '--epochs', '40', '--seed', '1', '--json'], env);
+    const base = await cli(['train', '--manifest', join(dir, 'train', 'manifest.csv'), '--out', join(dir, 'models', 'mean'), '--cell', 'mean', '--feature', 'pooled', '--streams', 'rgb', '--epochs', '40', '--seed', '1', '--json'], env);
     expect(base.code, base.stderr).toBe(0);
     const baseEval = JSON.parse((await cli(['eval', '--model', join(dir, 'models', 'mean'), '--manifest', join(dir, 'test', 'manifest.csv'), '--format', 'json'], env)).stdout) as { top1: number };
     expect(baseEval.top1).toBeLessThanOrEqual(0.75);

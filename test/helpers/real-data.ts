@@ -6,22 +6,38 @@
 import { join } from 'node:path';
 import { loadConfig, PROJECT_ROOT } from '../../src/config/index.js';
 import { readManifest } from '../../src/features/inputs.js';
-import { DEFAULT_STREAMS } from '../../src/features/streams.js';
+import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../../src/features/streams.js';
+import { candidateSets } from '../../src/jobs/stream-choice.js';
 import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
-import { collectStreamFeatures, createStreamExtractor, isRgbOnly } from '../../src/jobs/stream-features.js';
+import { availableStreams, collectStreamFeatures, createStreamExtractor, isRgbOnly } from '../../src/jobs/stream-features.js';
 import { collectFeatures, DEFAULT_TRAIN_FEATURE, runCrossValidation, type CrossValidationResult, type FoldSpec } from '../../src/jobs/train.js';
 
 export const DATASETS = join(PROJECT_ROOT, '..', 'shared', 'datasets');
 
-export async function crossValidateDefault(o: { manifest: string; folds: FoldSpec; groupColumn: string; seed: number; epochs?: number }): Promise<CrossValidationResult & { failed: number; streams: string }> {
+/**
+ * `streams`: the set to train (default: the training default); with `auto`, the set is chosen
+ * inside each fold among `autoStreams` (default every loadable stream), as `train` would.
+ */
+export async function crossValidateDefault(o: { manifest: string; folds: FoldSpec; groupColumn: string; seed: number; epochs?: number; streams?: readonly StreamId[] | 'auto'; autoStreams?: StreamId[] }): Promise<CrossValidationResult & { failed: number; streams: string }> {
   const rt = runtimeFromConfig(loadConfig({}), { cacheDir: join(PROJECT_ROOT, '.cache', 'test-features'), featureKind: DEFAULT_TRAIN_FEATURE });
   const policy = { kind: 'uniform' as const, frames: 16 };
   const geometry = { size: 224, crop: 'center' as const };
   const items = (await readManifest(o.manifest, { requireLabel: true })).items;
-  const rgb = isRgbOnly(DEFAULT_STREAMS);
-  const extractor = rgb ? await createExtractor(rt, policy, geometry) : await createStreamExtractor(rt, policy, geometry, DEFAULT_STREAMS);
+  const requested = o.streams ?? DEFAULT_STREAMS;
+  const streams = requested === 'auto' ? (o.autoStreams ?? (await availableStreams(rt))) : [...requested];
+  const rgb = isRgbOnly(streams);
+  const extractor = rgb ? await createExtractor(rt, policy, geometry) : await createStreamExtractor(rt, policy, geometry, streams);
   const data = rgb ? await collectFeatures(items, extractor as Awaited<ReturnType<typeof createExtractor>>) : await collectStreamFeatures(items, extractor as Awaited<ReturnType<typeof createStreamExtractor>>);
   await extractor.dispose();
-  const result = await runCrossValidation({ extractor, data, folds: o.folds, groupColumn: o.groupColumn, head: {}, training: { seed: o.seed, ...(o.epochs ? { epochs: o.epochs } : {}) }, baseline: true });
-  return { ...result, failed: data.failed.length, streams: DEFAULT_STREAMS.join(',') };
+  const result = await runCrossValidation({
+    extractor,
+    data,
+    folds: o.folds,
+    groupColumn: o.groupColumn,
+    head: {},
+    training: { seed: o.seed, ...(o.epochs ? { epochs: o.epochs } : {}) },
+    baseline: true,
+    ...(requested === 'auto' ? { auto: { candidates: candidateSets(streams) } } : {}),
+  });
+  return { ...result, failed: data.failed.length, streams: formatStreams(requested) };
 }

@@ -92,7 +92,7 @@ describe('train → register → label NAME → eval --report', () => {
   it('registers, resolves NAME, records the unknown threshold, and writes a report with contact sheets', async () => {
     const config = loadConfig({ FRAMEWISE_CACHE_DIR: CACHE, FRAMEWISE_MODELS_DIR: join(dir, 'models') });
     // the order-blind baseline makes mistakes, which the report must picture
-    const r = await runTraining({ config, manifest: tasks.order.train, register: 'zoom', head: { cell: 'mean', temporalDiff: 'none' }, runtime: { featureKind: 'pooled' }, training: { seed: 1 } });
+    const r = await runTraining({ config, manifest: tasks.order.train, register: 'zoom', head: { cell: 'mean', temporalDiff: 'none' }, runtime: { featureKind: 'pooled' }, streams: ['rgb'], training: { seed: 1 } });
     expect(r.registered).toMatchObject({ name: 'zoom', promoted: true });
     expect(r.modelDir).toBe(join(dir, 'models', 'zoom', r.version));
     const meta = JSON.parse(await readFile(join(r.modelDir, 'metadata.json'), 'utf8')) as Record<string, unknown>;

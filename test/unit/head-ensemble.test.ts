@@ -11,6 +11,7 @@ import type { LabelledFeatures } from '../../src/jobs/head-training.js';
 import { makeSplit } from '../../src/jobs/head-training.js';
 import { fitNormalization, inputDiff, parseHeadOptions, TemporalHead, type HeadOptions, type SequenceExample } from '../../src/ml/head.js';
 import { createRng } from '../../src/ml/split.js';
+import type { StreamLayout } from '../../src/ml/stream-layout.js';
 import { tf } from '../../src/ml/tfjs-runtime.js';
 import { makeTempDir, removeDir } from '../helpers/clips.js';
 
@@ -101,6 +102,30 @@ describe('ensembles', () => {
     loaded.dispose();
     ensemble.dispose();
     expect(tf.memory().numTensors).toBeLessThan(held);
+  });
+
+  it('of heads over several streams (named layers of the same names in each member) save and load', async () => {
+    const layout: StreamLayout = [
+      { id: 'rgb', version: 'a', dim: 3, masked: false },
+      { id: 'motion', version: 'b', dim: 3, masked: false },
+    ];
+    const head: Partial<HeadOptions> = { ...small, summary: 'mean' };
+    const norm = fitNormalization(train.examples, D, head, layout);
+    const members: TemporalHead[] = [];
+    for (const seed of [1, 2]) {
+      const h = await TemporalHead.create({ labels: ['a', 'b'], backbone, sampling, sequenceLength: T, head, seed, streams: layout, normalization: norm });
+      await h.train(train, undefined, { epochs: 2, batchSize: 16, seed });
+      members.push(h);
+    }
+    const ensemble = TemporalHead.combine(members, { members: 2, seeds: [1, 2] });
+    const p = await ensemble.predict(test.examples);
+    const dir = await makeTempDir();
+    dirs.push(dir);
+    await ensemble.save(dir);
+    const loaded = await TemporalHead.load(dir, backbone);
+    expect(digest(await loaded.predict(test.examples))).toBe(digest(p));
+    loaded.dispose();
+    ensemble.dispose();
   });
 
   it('refuse members that do not share their normalisation', async () => {
