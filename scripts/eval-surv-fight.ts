@@ -35,7 +35,7 @@ import { parseHeadOptions, type HeadOptions } from '../src/ml/head.js';
 import { DEFAULT_TRAIN_FEATURE } from '../src/jobs/train.js';
 import { augmentArg } from '../src/cli/train-options.js';
 import { DEFAULT_STREAMS, parseStreams, formatStreams, STREAM_IDS, type StreamId } from '../src/features/streams.js';
-import { collectStreamFeatures, createStreamExtractor, withStreams } from '../src/jobs/stream-features.js';
+import { collectStreamFeatures, createStreamExtractor, screenKeypointStreams, withStreams } from '../src/jobs/stream-features.js';
 import type { FoldSpec } from '../src/jobs/train.js';
 import { FUSIONS, type Fusion } from '../src/ml/head.js';
 
@@ -61,7 +61,7 @@ const { values } = parseArgs({
 const members = values.members !== undefined ? Number(values.members) : undefined;
 const headOverride = values.head ? (JSON.parse(values.head) as Partial<HeadOptions>) : {};
 /** `--streams auto`: the candidate streams (default every stream). */
-const autoStreams: StreamId[] = values['auto-streams'] ? parseStreams(values['auto-streams']) : [...STREAM_IDS];
+let autoStreams: StreamId[] = values['auto-streams'] ? parseStreams(values['auto-streams']) : [...STREAM_IDS];
 /** `--augment jitter:K,flip`: every configuration also trains on augmented copies of its training rows. */
 const augment = values.augment ? augmentArg(values.augment) : undefined;
 
@@ -190,6 +190,12 @@ if (values['from-json']) {
     let extractor: { identity: Awaited<ReturnType<typeof createExtractor>>['identity']; sampling: Awaited<ReturnType<typeof createExtractor>>['sampling'] };
     if (streamSets) {
       // every stream any set needs, extracted once (each cached in the store on its own)
+      if (streamSets.includes('auto')) {
+        // as train does: keypoint streams that see their subject in too few frames are not candidates
+        const screen = await screenKeypointStreams(rt, policy, geometry, manifest.items, autoStreams);
+        for (const x of screen.screened) process.stderr.write(`auto: ${x.stream} seen in ${(x.presence * 100).toFixed(0)} % of the frames of ${x.clips} clips: ${x.kept ? 'a candidate' : 'left out'}\n`);
+        autoStreams = screen.kept;
+      }
       const all = parseStreams(streamSets.map((set) => (set === 'auto' ? formatStreams(autoStreams) : formatStreams(set))).join(','));
       const sx = await createStreamExtractor(rt, policy, geometry, all);
       feats = await collectStreamFeatures(manifest.items, sx);
@@ -254,6 +260,17 @@ const lines = [
   `|---|---|---|---|---|${several ? '---|' : ''}`,
   ...sorted.map((r) => `| ${r.default ? '**default** ' : ''}${r.config.name.split(' ')[0]} | ${r.config.streams ? `${formatStreams(r.config.streams)} (${r.config.feature})` : r.config.feature} | ${describe(r.config)} | ${pct(r.top1)} | ${pct(r.mca)} |${several ? ` ${r.seedTop1.map((x) => (x * 100).toFixed(1)).join(' / ')} |` : ''}`),
 ];
+for (const r of rows.filter((x) => x.config.streams === 'auto')) {
+  // what auto chose in each (seed, fold), on that fold's training rows only
+  const picks = new Map<string, number>();
+  for (const f of r.folds.flat()) {
+    const k = f.streams ? f.streams.join(',') : '?';
+    picks.set(k, (picks.get(k) ?? 0) + 1);
+  }
+  const total = r.folds.flat().length;
+  const base = r.folds.flat().filter((f) => f.baseline);
+  lines.push('', `auto chose (inside each fold, on its training rows): ${[...picks.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}/${total}`).join(', ')}${base.length === total ? `; mean-pooling baseline on the chosen streams: ${pct(stats(base.map((f) => (f.baseline as { top1: number }).top1)))} top-1` : ''}`);
+}
 if (Object.keys(costs).length > 0) lines.push('', `embedding cost this run: ${Object.entries(costs).map(([id, c]) => `${id} ${((c.frames * 1000) / Math.max(1, c.ms)).toFixed(1)} frames/s`).join(', ')}`);
 const table = `${lines.join('\n')}\n`;
 process.stdout.write(`\n${table}`);

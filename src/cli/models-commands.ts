@@ -20,7 +20,7 @@ import { addHeadOptions, augmentArg, headOptionsFrom, streamsArg, trainOptionsFr
 import type { Extractor } from '../features/extract.js';
 import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../features/streams.js';
 import { candidateSets } from '../jobs/stream-choice.js';
-import { availableStreams, collectStreamFeatures, createStreamExtractor, isRgbOnly } from '../jobs/stream-features.js';
+import { availableStreams, collectStreamFeatures, createStreamExtractor, isRgbOnly, screenKeypointStreams } from '../jobs/stream-features.js';
 
 interface Io {
   stdout: NodeJS.WritableStream;
@@ -139,15 +139,16 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
   const policy = o.sampling ? parseSampling(o.sampling) : DEFAULT_SAMPLING;
   const geometry = { size: BACKBONE_SPECS[rt.backbone].inputSize, crop: o.crop };
   const requested = o.streams ?? DEFAULT_STREAMS;
-  // auto: every loadable stream embedded, the set chosen inside each fold
-  const streams = requested === 'auto' ? await availableStreams(rt) : requested;
+  // auto: every loadable stream embedded (keypoint streams that see something in the data), the set chosen inside each fold
+  let streams = requested === 'auto' ? await availableStreams(rt) : requested;
+  const inputs = await readLabelledData(o.manifest);
+  if (requested === 'auto') streams = (await screenKeypointStreams(rt, policy, geometry, inputs.items, streams)).kept;
   const multi = !isRgbOnly(streams);
   if (multi && o.augment) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${formatStreams(requested)})`);
   const streamExtractor = multi ? await createStreamExtractor(rt, policy, geometry, streams) : undefined;
   const extractor = streamExtractor ?? (await createExtractor(rt, policy, geometry));
   const quiet = Boolean(o.json);
   try {
-    const inputs = await readLabelledData(o.manifest);
     const bar = createProgress('extract', inputs.items.length, quiet);
     const onItem = (done: number, _t: number, item: { source: string }): void => bar.update(done, { status: basename(item.source) });
     const data = streamExtractor ? await collectStreamFeatures(inputs.items, streamExtractor, onItem) : await collectFeatures(inputs.items, extractor as Extractor, onItem);

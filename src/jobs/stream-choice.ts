@@ -15,7 +15,7 @@ import { formatStreams, STREAM_IDS, type StreamId } from '../features/streams.js
 import type { EpochLog, HeadOptions, TrainOptions } from '../ml/head.js';
 import type { UnknownRule } from '../ml/metrics.js';
 import { trainEnsemble, type TrainEnsembleResult } from './ensemble.js';
-import { withStreams } from './stream-features.js';
+import { withStreams, type StreamScreen } from './stream-features.js';
 import type { LabelledFeatures, SplitSpec, TrainHeadOptions } from './head-training.js';
 
 export interface StreamCandidate {
@@ -30,6 +30,8 @@ export interface StreamCandidate {
 
 export interface StreamChoice {
   chosen: StreamId[];
+  /** Keypoint streams screened before the candidates were made: presence in a sample of clips, and whether each was kept. */
+  screened?: StreamScreen[];
   rule: string;
   seeds: number[];
   candidates: StreamCandidate[];

@@ -80,6 +80,55 @@ export async function availableStreams(rt: Pick<RuntimeOptions, 'cacheDir' | 'th
   return STREAM_IDS.filter((s) => streams.includes(s));
 }
 
+/** A keypoint stream that saw its subject in fewer frames than this, over the screened clips, is not a candidate of `auto`. */
+export const MIN_PRESENCE = 0.25;
+/** Clips the screening of `auto` embeds (spread over the training data; their features stay in the store). */
+export const SCREEN_CLIPS = 24;
+
+export interface StreamScreen {
+  stream: StreamId;
+  /** Frames where the keypoint model saw its subject, over the frames of the screened clips. */
+  presence: number;
+  clips: number;
+  kept: boolean;
+}
+
+/**
+ * Before `auto` embeds every clip with every stream: each keypoint stream runs on a few clips
+ * spread over the training data (label-free), and one that sees its subject in fewer than
+ * MIN_PRESENCE of their frames (hands in CCTV, a body in egocentric video, anything in generated
+ * test clips) is left out of the candidates. Appearance streams are always kept; with no clip
+ * screened, every stream is kept.
+ */
+export async function screenKeypointStreams(rt: RuntimeOptions, sampling: SamplingPolicy, geometry: FrameGeometry, items: readonly InputItem[], streams: readonly StreamId[], signal?: AbortSignal): Promise<{ kept: StreamId[]; screened: StreamScreen[] }> {
+  const keypoint = streams.filter((s) => !isBackboneStream(s));
+  if (keypoint.length === 0 || items.length === 0) return { kept: [...streams], screened: [] };
+  const n = Math.min(SCREEN_CLIPS, items.length);
+  const sample = Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)] as InputItem);
+  const sx = await createStreamExtractor(rt, sampling, geometry, keypoint);
+  const seen = new Map<StreamId, { present: number; frames: number }>(keypoint.map((s) => [s, { present: 0, frames: 0 }]));
+  let clips = 0;
+  try {
+    for await (const r of sx.extractMany(sample, signal)) {
+      if (!r.ok) continue;
+      clips++;
+      r.seqs.forEach((seq, i) => {
+        const c = seen.get(keypoint[i] as StreamId) as { present: number; frames: number };
+        c.frames += seq.count;
+        for (let t = 0; t < seq.count; t++) c.present += seq.present ? (seq.present[t] as number) : 1;
+      });
+    }
+  } finally {
+    await sx.dispose();
+  }
+  const screened = keypoint.map((stream) => {
+    const c = seen.get(stream) as { present: number; frames: number };
+    const presence = c.frames > 0 ? c.present / c.frames : 1;
+    return { stream, presence, clips, kept: clips === 0 || presence >= MIN_PRESENCE };
+  });
+  return { kept: streams.filter((s) => isBackboneStream(s) || screened.some((x) => x.stream === s && x.kept)), screened };
+}
+
 /** True when a stream set needs only the backbone's rgb features (the classic extractor serves it). */
 export const isRgbOnly = (streams: readonly StreamId[]): boolean => streams.length === 1 && streams[0] === 'rgb';
 

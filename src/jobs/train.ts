@@ -17,6 +17,7 @@ import { type EpochLog, type HeadOptions, type TrainOptions } from '../ml/head.j
 import { type UnknownRule } from '../ml/metrics.js';
 import { DEFAULT_STREAMS, type StreamId } from '../features/streams.js';
 import type { StreamExtractor } from '../features/stream-extract.js';
+import type { StreamScreen } from './stream-features.js';
 import type { StreamChoice } from './stream-choice.js';
 import { augmentTrainingRows, type AugmentOptions } from './augment.js';
 import { trainEnsemble, type TrainEnsembleResult } from './ensemble.js';
@@ -138,10 +139,15 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
   const sf = await import('./stream-features.js');
   // several streams (or auto): one decode per clip feeds every stream, each cached on its own
   let streamExtractor: StreamExtractor | undefined;
+  let screened: StreamScreen[] | undefined;
   if (requested === 'auto' || !sf.isRgbOnly(requested)) {
     if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${requested === 'auto' ? 'auto' : requested.join(',')})`);
-    // auto: every stream this build can load is a candidate
-    const streams: StreamId[] = requested === 'auto' ? (o.autoStreams ? [...o.autoStreams] : await sf.availableStreams(rt)) : [...requested];
+    // auto: every stream this build can load is a candidate, keypoint streams that see something in the data
+    let streams: StreamId[] = requested === 'auto' ? (o.autoStreams ? [...o.autoStreams] : await sf.availableStreams(rt)) : [...requested];
+    if (requested === 'auto') {
+      const items = (await readLabelledData(o.manifest, undefined, o.manifestBaseDir)).items;
+      ({ kept: streams, screened } = await sf.screenKeypointStreams(rt, policy, geometry, items, streams, hooks.signal));
+    }
     streamExtractor = await sf.createStreamExtractor(rt, policy, geometry, streams);
   }
   const extractor = streamExtractor ?? (await createExtractor(rt, policy, geometry));
@@ -186,7 +192,7 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
         ...(hooks.onEpoch ? { onEpoch: hooks.onEpoch } : {}),
         ...(hooks.signal ? { signal: hooks.signal } : {}),
       });
-      streamChoice = chosen.choice;
+      streamChoice = { ...chosen.choice, ...(screened ? { screened } : {}) };
       result = chosen.result;
       train = sf.withStreams(train, streamChoice.chosen);
     } else {
