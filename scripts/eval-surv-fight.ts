@@ -248,7 +248,7 @@ const describe = (c: Config): string => {
   const h = parseHeadOptions(c.head);
   if (h.cell === 'mean') return `mean-pool → softmax${h.temporalDiff !== 'none' ? ` (diff ${h.temporalDiff})` : ''}`;
   const fused = c.streams && c.streams.length > 1 ? `${h.fusion} fusion: ` : '';
-  return `${fused}proj ${h.projection} → ${h.bidirectional ? 'bi' : ''}${h.cell.toUpperCase()} ${h.units}${h.pooling === 'attention' ? ' → attention' : ''}, dropout ${h.dropout}${h.temporalDiff !== 'none' ? `, diff ${h.temporalDiff}` : ''}`;
+  return `${fused}proj ${h.projection} → ${h.bidirectional ? 'bi' : ''}${h.cell.toUpperCase()} ${h.units}${h.pooling === 'attention' ? ' → attention' : ''}, dropout ${h.dropout}${h.temporalDiff !== 'none' ? `, diff ${h.temporalDiff}` : ''}${h.summary === 'mean' ? ', + mean summary' : ''}`;
 };
 const several = seedList.length > 1;
 const sorted = [...rows.filter((r) => r.default), ...rows.filter((r) => !r.default).sort((a, b) => b.top1.mean - a.top1.mean)];

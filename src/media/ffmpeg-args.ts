@@ -133,19 +133,19 @@ export function buildGeometryFilters(geometry: FrameGeometry): string[] {
 /**
  * What makes a `motion` frame, after the frames' geometry and before the sampling `select`: the
  * difference |frame_t − frame_t−1| of consecutive source frames (in planar RGB, so each channel
- * is differenced on its own), amplified ×4 and clipped at 255 (`lut`): most differences are a few
- * levels, and the backbone, trained on natural images, sees them better brighter (measured on
- * surv_fight's 5 group folds: 74.3 % top-1 against 71.0 % unamplified, logistic regression on the
- * clip means; docs/training.md). The first frame is cloned in front (`tpad`) and the clock put
- * back (`setpts`), so every source frame has its difference at its own time, the first one black:
- * a sampled frame and its motion are always the same instant, whatever the policy. One definition for every path that decodes motion (clips,
+ * is differenced on its own). The first frame is cloned in front (`tpad`) and the clock put back
+ * (`setpts`), so every source frame has its difference at its own time, the first one black: a
+ * sampled frame and its motion are always the same instant, whatever the policy (before
+ * `diff1a`, motion frame k was the difference of source frames k+1 and k). Not amplified: ×4
+ * (`lut`) scored higher under mean pooling on surv_fight but lower with the default head on both
+ * datasets (README "Accuracy"). One definition for every path that decodes motion (clips,
  * windows, the queue): a change here applies to all of them at once, and must come with a new
  * {@link MOTION_VERSION} (stored motion features and trained heads are keyed by it).
  */
-export const MOTION_FILTERS: readonly string[] = Object.freeze(['format=gbrp', 'tpad=start=1:start_mode=clone', 'tblend=all_mode=difference', 'setpts=PTS-STARTPTS', 'lut=c0=4*val:c1=4*val:c2=4*val']);
+export const MOTION_FILTERS: readonly string[] = Object.freeze(['format=gbrp', 'tpad=start=1:start_mode=clone', 'tblend=all_mode=difference', 'setpts=PTS-STARTPTS']);
 
 /** The version of the motion images ({@link MOTION_FILTERS}): part of the motion stream's feature-store key and of the version a head records. */
-export const MOTION_VERSION = 'diff1x4';
+export const MOTION_VERSION = 'diff1a';
 
 /** The filters of a motion output up to its `select`: the geometry (made small first), then the difference of consecutive source frames. */
 export function buildMotionFilters(geometry: FrameGeometry): string[] {

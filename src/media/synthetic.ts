@@ -37,6 +37,8 @@ export interface ClipSpec {
   hue: number;
   /** Motion strength in (0, 1]: how far the camera zooms or pans. */
   strength: number;
+  /** The scene frozen on its first frame: only the camera moves (a zoom in is then exactly a zoom out reversed). */
+  still?: boolean;
 }
 
 /** A varied, reproducible clip spec for `motion`. */
@@ -57,7 +59,8 @@ export function randomClipSpec(motion: Motion, seed: number): ClipSpec {
 /** The lavfi filter graph for a clip spec. */
 export function buildClipFilter(spec: ClipSpec): string {
   const frames = Math.max(2, Math.round(spec.seconds * spec.fps));
-  const scene = (SCENES[spec.scene % SCENES.length] as (r: number) => string)(spec.fps);
+  const source = (SCENES[spec.scene % SCENES.length] as (r: number) => string)(spec.fps);
+  const scene = spec.still ? `${source},trim=end_frame=1,loop=loop=-1:size=1:start=0` : source;
   const s = spec.strength.toFixed(3);
   const p = `(on/${frames - 1})`; // progress 0 → 1 over the clip
   const zoomMax = `(1+${s})`;

@@ -48,13 +48,13 @@ let env: Record<string, string>;
 /** Textured scenes (testsrc2, cellauto, sierpinski, testsrc): zooms are visible in every frame. */
 const TEXTURED = [0, 2, 4, 9];
 
-/** Paired clips: clip k of each motion shares its scene; only the direction of motion differs. */
+/** Paired clips: clip k of each motion shares its scene, frozen (the sources animate); only the direction of motion differs. */
 async function makePaired(sub: string, motions: Motion[], n: number, seed: number): Promise<string> {
   const rows = ['path,label'];
   for (const motion of motions) {
     for (let k = 0; k < n; k++) {
       const name = `${motion}-${k}.mp4`;
-      await makeClip({ ...randomClipSpec(motion, seed + k), scene: TEXTURED[k % TEXTURED.length] as number, strength: 1 }, join(dir, sub, name));
+      await makeClip({ ...randomClipSpec(motion, seed + k), scene: TEXTURED[k % TEXTURED.length] as number, strength: 1, still: true }, join(dir, sub, name));
       rows.push(`${name},${motion}`);
     }
   }

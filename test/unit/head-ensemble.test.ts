@@ -63,9 +63,10 @@ afterAll(async () => {
 describe('the mean summary', () => {
   it('a differences-only head reads the levels through its summary: it learns level AND drift, which the head without one cannot', async () => {
     expect(inputDiff(parseHeadOptions({ temporalDiff: 'only', summary: 'mean' }))).toBe('append');
-    expect(inputDiff(parseHeadOptions({ temporalDiff: 'only' }))).toBe('only');
+    expect(inputDiff(parseHeadOptions({ temporalDiff: 'only', summary: 'none' }))).toBe('only');
+    expect(inputDiff(parseHeadOptions({ cell: 'mean', temporalDiff: 'only' }))).toBe('only');
     const withSummary = await trainOne({ ...small, summary: 'mean' }, 3);
-    const without = await trainOne(small, 3);
+    const without = await trainOne({ ...small, summary: 'none' }, 3);
     const a = accuracy(await withSummary.predict(test.examples), test.labels);
     const b = accuracy(await without.predict(test.examples), test.labels);
     // a level-blind rule can do no better than "down → 0, up → the commoner class among the up clips"
