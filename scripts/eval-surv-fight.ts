@@ -128,7 +128,7 @@ if (streamSets) {
 
 /** The configuration `framewise train` uses with no options. */
 const defaults = parseHeadOptions({});
-const defaultSet = DEFAULT_STREAMS === 'auto' ? 'auto' : formatStreams(DEFAULT_STREAMS);
+const defaultSet = formatStreams(DEFAULT_STREAMS);
 const isDefault = (c: Config): boolean => c.feature === DEFAULT_TRAIN_FEATURE && JSON.stringify(parseHeadOptions(c.head)) === JSON.stringify(defaults) && (c.streams ? setName(c.streams) === defaultSet : defaultSet === 'rgb');
 
 /** The default set (about 15 minutes on 2 idle cores); `--all` runs every combination above, `--only` picks by name. */

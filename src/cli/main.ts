@@ -459,7 +459,7 @@ export function buildProgram(io: Io, run: (fn: (config: Config) => Promise<numbe
         .option('--no-report', 'do not write the validation report (report.json, report.html) beside the model')
         .option('--augment <what>', 'augmented copies of the training rows, made at extraction and stored: jitter[:K] (K copies with jittered frame positions, default 2) and/or flip (mirrored; left/right labels swap)', augmentArg)
         .option('--id <name>', 'model id recorded in metadata (default: the --register name, else the --out folder name)')
-        .option('--streams <set>', `per-frame streams the head reads: a comma-separated subset of rgb, motion, pose, hands, or auto (the set with the best validation top-1 over 3 seeds; every candidate's score and cost is recorded) (default ${formatStreams(DEFAULT_STREAMS)})`, streamsArg(true)),
+        .option('--streams <set>', `per-frame streams the head reads: a comma-separated subset of rgb, motion, pose, hands, or auto (each stream alone, then the best two, each as the --members ensemble on the training rows' validation splits; the best pooled validation top-1 wins; every candidate's score and cost is recorded) (default ${formatStreams(DEFAULT_STREAMS)})`, streamsArg(true)),
     ),
   ).action(async (o) => run((c) => cmdTrain(o as TrainFlags, c, io)));
 

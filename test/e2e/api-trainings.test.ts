@@ -92,8 +92,8 @@ describe('training over the API', () => {
   let v3: string;
 
   it('streams one event per epoch; cancel keeps the best epoch as a version that is not promoted', async () => {
-    // the default streams (auto: every stream embedded, then the candidates in turn), one head per candidate
-    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 1000, patience: 1000, seed: 1, members: 1 }, baseline: false });
+    // streams auto: the keypoint streams screened on a sample, the candidates embedded, then trained in turn, one head per candidate
+    const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 1000, patience: 1000, seed: 1, members: 1 }, baseline: false, streams: 'auto' });
     const events = app.inject({ method: 'GET', url: `/v1/trainings/${id}/events` });
     await waitTraining(id, (s) => s.progress.epochs.length >= 2);
     const del = await app.inject({ method: 'DELETE', url: `/v1/trainings/${id}` });
@@ -123,12 +123,16 @@ describe('training over the API', () => {
 
   it('trains again from an uploaded CSV on the stored features (nothing decoded); the first complete version is promoted', async () => {
     const csv = `path,label\n${clips.map((c) => `data/${basename(c.path)},${c.motion}`).join('\n')}\n`;
-    const id = await submit({ name: 'moves', csv, training: { epochs: 6, seed: 1, members: 1 } });
+    const id = await submit({ name: 'moves', csv, training: { epochs: 6, seed: 1, members: 1 }, streams: 'auto' });
     const done = await waitTraining(id, (s) => s.state === 'completed');
     expect(done.result).toMatchObject({ cancelled: false, registered: { name: 'moves', promoted: true }, features: { decoded: 0, embedded: 0, cached: clips.length }, trainN: expect.any(Number) });
-    // the training default, auto: every candidate set tried, the model reads the one chosen (the batch below labels with it)
+    // auto: generated clips show no body and no hand, so the keypoint streams are screened out; rgb, motion and the pair tried; the model reads the one chosen (the batch below labels with it)
     const choice = done.result?.streamChoice;
-    expect(choice?.candidates.map((c) => c.streams.join(','))).toEqual(expect.arrayContaining(['rgb', 'motion', 'pose', 'hands']));
+    expect(choice?.screened?.map((x) => [x.stream, x.kept])).toEqual([
+      ['pose', false],
+      ['hands', false],
+    ]);
+    expect(choice?.candidates.map((c) => c.streams.join(','))).toEqual(['rgb', 'motion', 'rgb,motion']);
     expect(done.result?.streams).toEqual(choice?.chosen);
     // every candidate's epochs were streamed, each named by its stream set
     expect(done.progress.epochs.length).toBeGreaterThan(done.result!.epochs);
@@ -147,7 +151,7 @@ describe('training over the API', () => {
   }, 240_000);
 
   it('promote through the API switches new jobs; a `missing` batch labels only what the new version has not', async () => {
-    // streams named in the request (here the default's own set: every feature is in the store)
+    // streams named in the request (the default's own set, motion: every feature is in the store)
     const id = await submit({ name: 'moves', manifest: 'train.csv', training: { epochs: 4, seed: 2 }, streams: 'motion' });
     const done = await waitTraining(id, (s) => s.state === 'completed');
     v3 = done.result!.version;
