@@ -136,7 +136,9 @@ export function buildGeometryFilters(geometry: FrameGeometry): string[] {
  * is differenced on its own). The first frame is cloned in front (`tpad`) and the clock put back
  * (`setpts`), so every source frame has its difference at its own time, the first one black: a
  * sampled frame and its motion are always the same instant, whatever the policy (before
- * `diff1a`, motion frame k was the difference of source frames k+1 and k). Not amplified: ×4
+ * `diff1a`, a decode of motion alone had no frame at the first instant: where a policy sampled
+ * it, windows grids or `fps`, it gave one frame fewer and the rest one step early against the
+ * grid; `uniform` clips gave the same features as now). Not amplified: ×4
  * (`lut`) scored higher under mean pooling on surv_fight but lower with the default head on both
  * datasets (README "Accuracy"). One definition for every path that decodes motion (clips,
  * windows, the queue): a change here applies to all of them at once, and must come with a new

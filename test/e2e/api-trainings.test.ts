@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabelSuccess } from '../../src/jobs/label.js';
 import type { BatchStatus } from '../../src/jobs/queue/batches.js';
 import type { TrainingStatus } from '../../src/jobs/queue/trainings.js';
+import { MIN_PRESENCE } from '../../src/jobs/stream-features.js';
 import type { WorkerGroup } from '../../src/jobs/queue/workers.js';
 import type { ModelSummary } from '../../src/api/model-routes.js';
 import { startApiHarness, type ApiHarness } from '../helpers/api-harness.js';
@@ -126,13 +127,14 @@ describe('training over the API', () => {
     const id = await submit({ name: 'moves', csv, training: { epochs: 6, seed: 1, members: 1 }, streams: 'auto' });
     const done = await waitTraining(id, (s) => s.state === 'completed');
     expect(done.result).toMatchObject({ cancelled: false, registered: { name: 'moves', promoted: true }, features: { decoded: 0, embedded: 0, cached: clips.length }, trainN: expect.any(Number) });
-    // auto: generated clips show no body and no hand, so the keypoint streams are screened out; rgb, motion and the pair tried; the model reads the one chosen (the batch below labels with it)
+    // auto: the keypoint streams screened on a sample (kept when they saw their subject in a quarter of its frames); each kept stream alone, then the best two together; the model reads the one chosen (the batch below labels with it)
     const choice = done.result?.streamChoice;
-    expect(choice?.screened?.map((x) => [x.stream, x.kept])).toEqual([
-      ['pose', false],
-      ['hands', false],
-    ]);
-    expect(choice?.candidates.map((c) => c.streams.join(','))).toEqual(['rgb', 'motion', 'rgb,motion']);
+    expect(choice?.screened?.map((x) => x.stream)).toEqual(['pose', 'hands']);
+    for (const x of choice?.screened ?? []) expect(x.kept).toBe(x.presence >= MIN_PRESENCE);
+    const kept = ['rgb', 'motion', ...(choice?.screened ?? []).filter((x) => x.kept).map((x) => x.stream)];
+    const tried = choice?.candidates.map((c) => c.streams.join(',')) ?? [];
+    expect(tried.slice(0, kept.length).sort()).toEqual([...kept].sort());
+    expect(tried.slice(kept.length).map((t) => t.split(',').length)).toEqual([2]);
     expect(done.result?.streams).toEqual(choice?.chosen);
     // every candidate's epochs were streamed, each named by its stream set
     expect(done.progress.epochs.length).toBeGreaterThan(done.result!.epochs);
