@@ -24,9 +24,9 @@ export const isBackboneStream = (id: StreamId): id is 'rgb' | 'motion' => id ===
 
 /**
  * The default streams of `train` and `cv`: `motion`. Measured with the default head (3-member
- * ensembles, group-aware folds; README "Accuracy"): motion alone 71.7 % on surv_fight and 93.2 %
- * on egogestar_dev, where `auto` (each stream alone, then the best two, chosen on the training
- * rows' own validation splits inside each fold) scored 67.0 % on surv_fight: with ~240 training
+ * ensembles, group-aware folds, seed 1; README "Accuracy"): motion alone 71.7 % on surv_fight and
+ * 93.2 % on egogestar_dev, where `auto` (each stream alone, then the best two, chosen on the
+ * training rows' own validation splits inside each fold) scored 67.0 and 91.5 %: with ~240 training
  * clips its validation splits are too small to tell candidates a few points apart, and it picked
  * rgb, pose or motion,hands in 3 of 5 folds. `auto` stays an option (`--streams auto`).
  */
