@@ -33,11 +33,12 @@ import { createProgress } from './progress.js';
 import { nonNegativeNumber, positiveInt, positiveNumber, unitInterval } from './arg-parsers.js';
 import { registerQueueCommands } from './queue-commands.js';
 import { registerResultsCommands } from './results-commands.js';
+import { EXIT } from './exit-codes.js';
 import { registerModelCommands } from './models-commands.js';
 import { addHeadOptions, augmentArg, headOptionsFrom, streamsArg, trainOptionsFrom, unknownRuleArg, type HeadFlags } from './train-options.js';
 import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../features/streams.js';
 
-export const EXIT = { OK: 0, PARTIAL: 1, USAGE: 2, FAILED: 3 } as const;
+export { EXIT };
 
 interface EmbedFlags {
   engine?: 'onnx' | 'tfjs';

@@ -30,7 +30,7 @@ import { FORCED_EXIT_CODE, shutdownOnSignals, startHoldingSignals } from '../job
 import { ALL_WORKER_KINDS, closeOnSignals, startWorkers, WORKER_KINDS, type WorkerKind } from '../jobs/queue/workers.js';
 import { probe } from '../media/ffmpeg.js';
 import { runtimeFromConfig } from '../jobs/runtime.js';
-import { EXIT } from './main.js';
+import { EXIT } from './exit-codes.js';
 import { nonNegativeNumber, positiveInt, unitInterval } from './arg-parsers.js';
 
 export interface CliIo {

@@ -20,7 +20,7 @@ import { isBatchId } from '../jobs/queue/idempotency.js';
 import { queryResults, type ResultsFilter } from '../jobs/queue/results-store.js';
 import { csvHeader, resultCsvRows } from '../jobs/result-csv.js';
 import { positiveInt, unitInterval } from './arg-parsers.js';
-import { EXIT } from './main.js';
+import { EXIT } from './exit-codes.js';
 import type { CliIo } from './queue-commands.js';
 
 type Run = (fn: (config: Config) => Promise<number>) => Promise<void>;

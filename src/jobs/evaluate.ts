@@ -21,7 +21,7 @@ import { computeCalibration, hardestMistakes, scoreWithUnknown, type EvalMetrics
 import { ModelRegistry, resolveModel } from '../ml/registry.js';
 import { renderReportHtml, type EvalReport, type ReportMistake } from '../ml/report-render.js';
 import { createExtractor, runtimeFromConfig, type RuntimeOptions } from './runtime.js';
-import { collectFeatures, predictLabelled, trainHead, type LabelledFeatures, type SplitSpec } from './train.js';
+import { collectFeatures, predictLabelled, trainHead, type LabelledFeatures, type SplitSpec } from './head-training.js';
 
 export type { EvalReport } from '../ml/report-render.js';
 

@@ -3,6 +3,9 @@ import { FramewiseError } from '../errors/index.js';
 import type { TfjsBackendChoice } from '../config/index.js';
 import type { Backbone, BackboneId, BackboneSpec, Engine, FeatureKind } from './backbone.js';
 
+/** Where `tfhub_mobilenet_v2` loads from without FRAMEWISE_TFHUB_MOBILENET_URL (a constant here, so reading it loads no runtime). */
+export const DEFAULT_TFHUB_MOBILENET_URL = 'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1';
+
 export const BACKBONE_SPECS: Readonly<Record<BackboneId, BackboneSpec>> = Object.freeze({
   mobilenet_v2_mid: {
     id: 'mobilenet_v2_mid',
@@ -87,7 +90,6 @@ export async function backboneIdentity(id: BackboneId, featureKind: FeatureKind,
   const spec = BACKBONE_SPECS[id];
   let version: string;
   if (id === 'tfhub_mobilenet_v2') {
-    const { DEFAULT_TFHUB_MOBILENET_URL } = await import('./tfjs-backbone.js');
     version = `tfhub:${modelUrl ?? DEFAULT_TFHUB_MOBILENET_URL}`;
   } else {
     const { nsfwjsVersion } = await import('./pretrained-weights.js');

@@ -5,7 +5,7 @@
 import { FramewiseError } from '../errors/index.js';
 import type { TfjsBackendChoice } from '../config/index.js';
 import type { Backbone, BackboneId, BackboneInfo, FeatureKind } from './backbone.js';
-import { BACKBONE_SPECS, backboneVersion, featureDim } from './backbone-specs.js';
+import { BACKBONE_SPECS, backboneVersion, DEFAULT_TFHUB_MOBILENET_URL, featureDim } from './backbone-specs.js';
 import { gridFeature } from './grid-feature.js';
 import { loadNsfwjsArtifacts } from './pretrained-weights.js';
 import { folderLoader } from './tf-io.js';
@@ -23,7 +23,6 @@ export interface TfjsBackboneOptions {
 /** Runs one batch: float input [n,S,S,3] in [0,1] → the last feature map [n,m,m,C]. */
 type MapFn = (x: tf.Tensor4D) => tf.Tensor4D;
 
-export const DEFAULT_TFHUB_MOBILENET_URL = 'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1';
 
 async function buildMapFn(opts: TfjsBackboneOptions): Promise<{ run: MapFn; version: string; dispose: () => void }> {
   if (opts.id === 'mobilenet_v2_mid') {
