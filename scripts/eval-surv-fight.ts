@@ -229,7 +229,7 @@ if (values['from-json']) {
           groupColumn: dataset.groupColumn,
           head: c.head,
           training: { seed, ...(members !== undefined ? { members } : {}) },
-          ...(c.streams === 'auto' ? { auto: { candidates: autoStreams.map((s) => [s]) }, baseline: true } : {}),
+          ...(c.streams === 'auto' ? { auto: {}, baseline: true } : {}),
           ...(augment ? { augment: { options: augment, extractor: f.extractor as Awaited<ReturnType<typeof createExtractor>> } } : {}),
         }),
       );

@@ -19,8 +19,7 @@ import { createProgress } from './progress.js';
 import { addHeadOptions, augmentArg, headOptionsFrom, streamsArg, trainOptionsFrom, type HeadFlags } from './train-options.js';
 import type { Extractor } from '../features/extract.js';
 import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../features/streams.js';
-import { candidateSets } from '../jobs/stream-choice.js';
-import { availableStreams, collectStreamFeatures, createStreamExtractor, isRgbOnly, screenKeypointStreams } from '../jobs/stream-features.js';
+import { collectStreamFeatures, createStreamExtractor, isRgbOnly, screenKeypointStreams } from '../jobs/stream-features.js';
 
 interface Io {
   stdout: NodeJS.WritableStream;
@@ -139,10 +138,9 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
   const policy = o.sampling ? parseSampling(o.sampling) : DEFAULT_SAMPLING;
   const geometry = { size: BACKBONE_SPECS[rt.backbone].inputSize, crop: o.crop };
   const requested = o.streams ?? DEFAULT_STREAMS;
-  // auto: every loadable stream embedded (keypoint streams that see something in the data), the set chosen inside each fold
-  let streams = requested === 'auto' ? await availableStreams(rt) : requested;
   const inputs = await readLabelledData(o.manifest);
-  if (requested === 'auto') streams = (await screenKeypointStreams(rt, policy, geometry, inputs.items, streams)).kept;
+  // auto: every loadable stream embedded (keypoint streams that see something in the data), the set chosen inside each fold
+  const streams = requested === 'auto' ? (await screenKeypointStreams(rt, policy, geometry, inputs.items)).kept : requested;
   const multi = !isRgbOnly(streams);
   if (multi && o.augment) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${formatStreams(requested)})`);
   const streamExtractor = multi ? await createStreamExtractor(rt, policy, geometry, streams) : undefined;
@@ -169,7 +167,7 @@ async function cmdCv(o: CvFlags, config: Config, io: Io): Promise<number> {
       training: trainOptionsFrom(o),
       baseline: Boolean(o.baseline),
       ...(o.augment ? { augment: { options: o.augment, extractor: extractor as Extractor } } : {}),
-      ...(requested === 'auto' ? { auto: { candidates: candidateSets(streams) } } : {}),
+      ...(requested === 'auto' ? { auto: {} } : {}),
       onFold: (r, i, total) => {
         if (!quiet) io.stderr.write(`fold ${r.fold} (${i + 1}/${total})${r.streams ? ` [${formatStreams(r.streams)}]` : ''}: top-1 ${pct(r.top1)}, mean class accuracy ${pct(r.meanClassAccuracy)} (train ${r.trainN}, val ${r.valN}, test ${r.testN}, ${r.epochs} epochs)${r.baseline ? `; baseline top-1 ${pct(r.baseline.top1)}` : ''}\n`);
       },

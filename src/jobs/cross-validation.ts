@@ -6,6 +6,7 @@ import { FramewiseError } from '../errors/index.js';
 import type { Extractor } from '../features/extract.js';
 import { parseHeadOptions, type HeadOptions, type TrainOptions } from '../ml/head.js';
 import { foldsFromColumn, groupStratifiedFolds } from '../ml/split.js';
+import { meanSd } from '../ml/metrics.js';
 import { augmentTrainingRows, type AugmentOptions } from './augment.js';
 import type { StreamId } from '../features/streams.js';
 import { trainEnsemble, type TrainEnsembleResult } from './ensemble.js';
@@ -41,12 +42,6 @@ export interface CrossValidationResult {
   summary: string;
 }
 
-const meanSd = (xs: number[]): { mean: number; sd: number } => {
-  const m = xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  const v = xs.length > 1 ? xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1) : 0;
-  return { mean: m, sd: Math.sqrt(v) };
-};
-
 export interface CrossValidationOptions {
   extractor: Pick<Extractor, 'identity' | 'sampling'>;
   data: LabelledFeatures;
@@ -62,10 +57,10 @@ export interface CrossValidationOptions {
   augment?: { options: AugmentOptions; extractor: Extractor };
   /**
    * `--streams auto` inside every fold (nested): the candidate sets are tried on the fold's own
-   * training rows as `train` would (stream-choice.ts), the winner is tested on the fold. `data`
-   * holds every candidate's streams.
+   * training rows as `train` would (stream-choice.ts), the winner is tested on the fold. The
+   * candidates are the streams `data` holds.
    */
-  auto?: { candidates: StreamId[][]; speeds?: Partial<Record<StreamId, number>> };
+  auto?: { speeds?: Partial<Record<StreamId, number>> };
   onFold?: (r: FoldResult, index: number, total: number) => void;
   signal?: AbortSignal;
 }
@@ -100,7 +95,7 @@ export async function runCrossValidation(o: CrossValidationOptions): Promise<Cro
     let r: TrainEnsembleResult;
     if (o.auto) {
       const { chooseStreams } = await import('./stream-choice.js');
-      ({ choice, result: r } = await chooseStreams({ ...common, data: trainRows, candidates: o.auto.candidates, ...(o.auto.speeds ? { speeds: o.auto.speeds } : {}) }));
+      ({ choice, result: r } = await chooseStreams({ ...common, data: trainRows, ...(o.auto.speeds ? { speeds: o.auto.speeds } : {}) }));
     } else r = await trainEnsemble({ ...common, train: trainRows });
     try {
       const known = test.labels.map((l) => r.head.labels.includes(l));

@@ -13,7 +13,7 @@
 import { FramewiseError } from '../errors/index.js';
 import { formatStreams, STREAM_IDS, type StreamId } from '../features/streams.js';
 import type { EpochLog, HeadOptions, TrainOptions } from '../ml/head.js';
-import type { UnknownRule } from '../ml/metrics.js';
+import { meanSd, type UnknownRule } from '../ml/metrics.js';
 import { trainEnsemble, type TrainEnsembleResult } from './ensemble.js';
 import { withStreams, type StreamScreen } from './stream-features.js';
 import type { LabelledFeatures, SplitSpec, TrainHeadOptions } from './head-training.js';
@@ -37,13 +37,11 @@ export interface StreamChoice {
   candidates: StreamCandidate[];
 }
 
-/** The first candidate sets from the streams available: each alone (the best two are then tried together, see `chooseStreams`). */
-export function candidateSets(available: readonly StreamId[]): StreamId[][] {
-  return available.map((s) => [s]);
-}
+/** Higher mean validation top-1; ties: fewer streams, then faster. */
+const better = (a: StreamCandidate, b: StreamCandidate): boolean => a.mean > b.mean || (a.mean === b.mean && (a.streams.length < b.streams.length || (a.streams.length === b.streams.length && (a.framesPerSec ?? 0) > (b.framesPerSec ?? 0))));
 
 /** The two best sets of those scored, together (canonical order), unless that set was tried already. */
-export function bestPair(scored: readonly StreamCandidate[], better: (a: StreamCandidate, b: StreamCandidate) => boolean): StreamId[] | undefined {
+function bestPair(scored: readonly StreamCandidate[]): StreamId[] | undefined {
   const ranked = [...scored].sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0));
   const [a, b] = ranked;
   if (!a || !b) return undefined;
@@ -64,11 +62,10 @@ export function setSpeed(streams: readonly StreamId[], perStream: Partial<Record
 
 export interface ChooseStreamsOptions {
   extractor: TrainHeadOptions['extractor'];
-  /** Training rows holding every candidate's streams. */
+  /** Training rows holding every candidate's streams: each of them alone is a candidate. */
   data: LabelledFeatures;
   /** Validation: a split of `data` (its seed moves with each member's), or separate rows. */
   val: SplitSpec | LabelledFeatures;
-  candidates: StreamId[][];
   head: Partial<HeadOptions>;
   /** Training options; `seed` and `members` give the members' seeds (seed, seed + 1, …). */
   training: Partial<TrainOptions>;
@@ -77,60 +74,53 @@ export interface ChooseStreamsOptions {
   unknownRule?: UnknownRule;
   /** Frames/s per stream (the cost recorded beside each candidate). */
   speeds?: Partial<Record<StreamId, number>>;
-  /** After the given candidates, also try the two best of them together. @defaultValue true */
-  pairBest?: boolean;
-  onCandidate?: (c: StreamCandidate, index: number, total: number) => void;
   onEpoch?: (log: EpochLog) => void | Promise<void>;
   signal?: AbortSignal;
 }
 
 /** The candidates scored, and the winner's trained ensemble (the caller owns its head). */
 export async function chooseStreams(o: ChooseStreamsOptions): Promise<{ choice: StreamChoice; result: TrainEnsembleResult }> {
-  if (o.candidates.length === 0) throw new FramewiseError('FW_ERR_CONFIG_INVALID', '--streams auto has no candidate stream set');
   if (!('examples' in o.val) && o.val.kind === 'none') throw new FramewiseError('FW_ERR_CONFIG_INVALID', '--streams auto needs validation data (a split or --val-manifest)');
+  const singles: StreamId[][] = (o.data.layout?.map((b) => b.id) ?? ['rgb']).map((id) => [id]);
   const scored: StreamCandidate[] = [];
   let best: { c: StreamCandidate; r: TrainEnsembleResult } | undefined;
-  const better = (a: StreamCandidate, b: StreamCandidate): boolean => a.mean > b.mean || (a.mean === b.mean && (a.streams.length < b.streams.length || (a.streams.length === b.streams.length && (a.framesPerSec ?? 0) > (b.framesPerSec ?? 0))));
-  const queue = o.candidates.map((c) => [...c]);
-  let paired = false;
+  // each set trains the ensemble `train` would; only the best one's heads are kept
+  const tryCandidate = async (streams: StreamId[]): Promise<void> => {
+    const r = await trainEnsemble({
+      extractor: o.extractor,
+      train: withStreams(o.data, streams),
+      val: 'examples' in o.val ? withStreams(o.val, streams) : o.val,
+      id: o.id,
+      head: o.head,
+      training: o.training,
+      label: formatStreams(streams),
+      ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
+      ...(o.unknownRule ? { unknownRule: o.unknownRule } : {}),
+      ...(o.onEpoch ? { onEpoch: o.onEpoch } : {}),
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+    const valTop1 = r.members.map((m) => m.valTop1 ?? 0);
+    const c: StreamCandidate = { streams, valTop1, ...meanSd(valTop1), framesPerSec: setSpeed(streams, o.speeds ?? {}) };
+    scored.push(c);
+    if (!best || better(c, best.c)) {
+      best?.r.head.dispose();
+      best = { c, r };
+    } else r.head.dispose();
+  };
+  // cancelled: the best candidate so far is kept (a cancelled candidate keeps its best epoch)
+  const stop = (): boolean => {
+    if (!o.signal?.aborted) return false;
+    if (best) return true;
+    throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
+  };
   try {
-    for (let i = 0; i < queue.length; i++) {
-      const streams = queue[i] as StreamId[];
-      // cancelled: the best candidate so far is kept (a cancelled candidate keeps its best epoch)
-      if (o.signal?.aborted) {
-        if (best) break;
-        throw new FramewiseError('FW_ERR_JOB_CANCELLED', 'training was cancelled');
-      }
-      const r = await trainEnsemble({
-        extractor: o.extractor,
-        train: withStreams(o.data, streams),
-        val: 'examples' in o.val ? withStreams(o.val, streams) : o.val,
-        id: o.id,
-        head: o.head,
-        training: o.training,
-        label: formatStreams(streams),
-        ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
-        ...(o.unknownRule ? { unknownRule: o.unknownRule } : {}),
-        ...(o.onEpoch ? { onEpoch: o.onEpoch } : {}),
-        ...(o.signal ? { signal: o.signal } : {}),
-      });
-      const valTop1 = r.members.map((m) => m.valTop1 ?? 0);
-      const mean = valTop1.reduce((a, b) => a + b, 0) / valTop1.length;
-      const sd = valTop1.length > 1 ? Math.sqrt(valTop1.reduce((a, x) => a + (x - mean) ** 2, 0) / (valTop1.length - 1)) : 0;
-      const c: StreamCandidate = { streams, valTop1, mean, sd, framesPerSec: setSpeed(streams, o.speeds ?? {}) };
-      scored.push(c);
-      // greedy forward step: once the given sets are scored, the two best together
-      if (i === queue.length - 1 && !paired && o.pairBest !== false) {
-        paired = true;
-        const pair = bestPair(scored, better);
-        if (pair) queue.push(pair);
-      }
-      o.onCandidate?.(c, i, queue.length);
-      if (!best || better(c, best.c)) {
-        best?.r.head.dispose();
-        best = { c, r };
-      } else r.head.dispose();
+    for (const streams of singles) {
+      if (stop()) break;
+      await tryCandidate(streams);
     }
+    // greedy forward step: the two best together
+    const pair = bestPair(scored);
+    if (pair && !stop()) await tryCandidate(pair);
   } catch (err) {
     best?.r.head.dispose();
     throw err;

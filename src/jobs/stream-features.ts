@@ -97,10 +97,11 @@ export interface StreamScreen {
  * Before `auto` embeds every clip with every stream: each keypoint stream runs on a few clips
  * spread over the training data (label-free), and one that sees its subject in fewer than
  * MIN_PRESENCE of their frames (hands in CCTV, a body in egocentric video, anything in generated
- * test clips) is left out of the candidates. Appearance streams are always kept; with no clip
- * screened, every stream is kept.
+ * test clips) is left out of the candidates. `from`: the candidates (default every stream this
+ * build can load). Appearance streams are always kept; with no clip screened, every stream is kept.
  */
-export async function screenKeypointStreams(rt: RuntimeOptions, sampling: SamplingPolicy, geometry: FrameGeometry, items: readonly InputItem[], streams: readonly StreamId[], signal?: AbortSignal): Promise<{ kept: StreamId[]; screened: StreamScreen[] }> {
+export async function screenKeypointStreams(rt: RuntimeOptions, sampling: SamplingPolicy, geometry: FrameGeometry, items: readonly InputItem[], from?: readonly StreamId[], signal?: AbortSignal): Promise<{ kept: StreamId[]; screened: StreamScreen[] }> {
+  const streams = from ?? (await availableStreams(rt));
   const keypoint = streams.filter((s) => !isBackboneStream(s));
   if (keypoint.length === 0 || items.length === 0) return { kept: [...streams], screened: [] };
   const n = Math.min(SCREEN_CLIPS, items.length);

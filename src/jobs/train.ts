@@ -140,28 +140,25 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
   // several streams (or auto): one decode per clip feeds every stream, each cached on its own
   let streamExtractor: StreamExtractor | undefined;
   let screened: StreamScreen[] | undefined;
+  const trainInputs = await readLabelledData(o.manifest, undefined, o.manifestBaseDir);
   if (requested === 'auto' || !sf.isRgbOnly(requested)) {
     if (o.augment && ((o.augment.jitter ?? 0) > 0 || o.augment.flip)) throw new FramewiseError('FW_ERR_CONFIG_INVALID', `--augment works with --streams rgb only (the streams here: ${requested === 'auto' ? 'auto' : requested.join(',')})`);
     // auto: every stream this build can load is a candidate, keypoint streams that see something in the data
-    let streams: StreamId[] = requested === 'auto' ? (o.autoStreams ? [...o.autoStreams] : await sf.availableStreams(rt)) : [...requested];
-    if (requested === 'auto') {
-      const items = (await readLabelledData(o.manifest, undefined, o.manifestBaseDir)).items;
-      ({ kept: streams, screened } = await sf.screenKeypointStreams(rt, policy, geometry, items, streams, hooks.signal));
-    }
+    let streams: StreamId[] = requested === 'auto' ? [] : [...requested];
+    if (requested === 'auto') ({ kept: streams, screened } = await sf.screenKeypointStreams(rt, policy, geometry, trainInputs.items, o.autoStreams, hooks.signal));
     streamExtractor = await sf.createStreamExtractor(rt, policy, geometry, streams);
   }
   const extractor = streamExtractor ?? (await createExtractor(rt, policy, geometry));
   try {
-    const read = async (source: string, baseDir?: string): Promise<LabelledFeatures> => {
-      const inputs = await readLabelledData(source, undefined, baseDir);
+    const read = async (inputs: Awaited<ReturnType<typeof readLabelledData>>): Promise<LabelledFeatures> => {
       const feats = streamExtractor ? await sf.collectStreamFeatures(inputs.items, streamExtractor, hooks.onItem, hooks.signal) : await collectFeatures(inputs.items, extractor as Extractor, hooks.onItem, hooks.signal);
       feats.failed.unshift(...inputs.errors);
       return feats;
     };
-    let train = await read(o.manifest, o.manifestBaseDir);
+    let train = await read(trainInputs);
     const seed = o.training?.seed ?? 42;
     const val: SplitSpec | LabelledFeatures = o.valManifest
-      ? await read(o.valManifest)
+      ? await read(await readLabelledData(o.valManifest))
       : o.split?.column
         ? { kind: 'column', column: o.split.column, valValues: o.split.valValues ?? [] }
         : o.split?.groupColumn
@@ -175,14 +172,13 @@ export async function runTraining(o: TrainingOptions, hooks: TrainingHooks = {})
     let augmented: { data: LabelledFeatures; stats: ExtractStats } | undefined;
     if (requested === 'auto' && streamExtractor) {
       // every candidate set trains the ensemble train would; the best one's is the model
-      const { candidateSets, chooseStreams } = await import('./stream-choice.js');
+      const { chooseStreams } = await import('./stream-choice.js');
       const first = train.items[0];
       const speeds = first ? await streamExtractor.measureSpeeds(first.path) : {};
       const chosen = await chooseStreams({
         extractor,
         data: train,
         val,
-        candidates: candidateSets(streamExtractor.streams),
         id,
         head: o.head ?? {},
         training: o.training ?? {},

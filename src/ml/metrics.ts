@@ -21,6 +21,13 @@ export interface EvalMetrics {
 }
 
 /** Indices of the k largest values, largest first (ties: lower index first). */
+/** Mean and sample standard deviation (0 for fewer than two values). */
+export function meanSd(xs: readonly number[]): { mean: number; sd: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const v = xs.length > 1 ? xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1) : 0;
+  return { mean, sd: Math.sqrt(v) };
+}
+
 export function topKIndices(row: ArrayLike<number>, k: number): number[] {
   const idx = Array.from({ length: row.length }, (_, i) => i);
   idx.sort((a, b) => (row[b] as number) - (row[a] as number) || a - b);

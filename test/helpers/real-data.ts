@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import { loadConfig, PROJECT_ROOT } from '../../src/config/index.js';
 import { readManifest } from '../../src/features/inputs.js';
 import { DEFAULT_STREAMS, formatStreams, type StreamId } from '../../src/features/streams.js';
-import { candidateSets } from '../../src/jobs/stream-choice.js';
 import { createExtractor, runtimeFromConfig } from '../../src/jobs/runtime.js';
-import { availableStreams, collectStreamFeatures, createStreamExtractor, isRgbOnly, screenKeypointStreams } from '../../src/jobs/stream-features.js';
+import { collectStreamFeatures, createStreamExtractor, isRgbOnly, screenKeypointStreams } from '../../src/jobs/stream-features.js';
 import { collectFeatures, DEFAULT_TRAIN_FEATURE, runCrossValidation, type CrossValidationResult, type FoldSpec } from '../../src/jobs/train.js';
 
 export const DATASETS = join(PROJECT_ROOT, '..', 'shared', 'datasets');
@@ -24,7 +23,7 @@ export async function crossValidateDefault(o: { manifest: string; folds: FoldSpe
   const geometry = { size: 224, crop: 'center' as const };
   const items = (await readManifest(o.manifest, { requireLabel: true })).items;
   const requested = o.streams ?? DEFAULT_STREAMS;
-  const streams = requested === 'auto' ? (await screenKeypointStreams(rt, policy, geometry, items, o.autoStreams ?? (await availableStreams(rt)))).kept : [...requested];
+  const streams = requested === 'auto' ? (await screenKeypointStreams(rt, policy, geometry, items, o.autoStreams)).kept : [...requested];
   const rgb = isRgbOnly(streams);
   const extractor = rgb ? await createExtractor(rt, policy, geometry) : await createStreamExtractor(rt, policy, geometry, streams);
   const data = rgb ? await collectFeatures(items, extractor as Awaited<ReturnType<typeof createExtractor>>) : await collectStreamFeatures(items, extractor as Awaited<ReturnType<typeof createStreamExtractor>>);
@@ -37,7 +36,7 @@ export async function crossValidateDefault(o: { manifest: string; folds: FoldSpe
     head: {},
     training: { seed: o.seed, ...(o.epochs ? { epochs: o.epochs } : {}) },
     baseline: true,
-    ...(requested === 'auto' ? { auto: { candidates: candidateSets(streams) } } : {}),
+    ...(requested === 'auto' ? { auto: {} } : {}),
   });
   return { ...result, failed: data.failed.length, streams: formatStreams(requested) };
 }

@@ -4,7 +4,6 @@
  * layers read differences only; an ensemble predicts the average of its members, survives
  * save → load, leaks no tensors, and its members train on their own validation splits.
  */
-import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { memberSplit, trainEnsemble } from '../../src/jobs/ensemble.js';
 import type { LabelledFeatures } from '../../src/jobs/head-training.js';
@@ -14,6 +13,7 @@ import { createRng } from '../../src/ml/split.js';
 import type { StreamLayout } from '../../src/ml/stream-layout.js';
 import { tf } from '../../src/ml/tfjs-runtime.js';
 import { makeTempDir, removeDir } from '../helpers/clips.js';
+import { binaryAccuracy, rowsDigest } from '../helpers/head-checks.js';
 
 const T = 8;
 const D = 6;
@@ -52,8 +52,6 @@ async function trainOne(head: Partial<HeadOptions>, seed: number, normalization 
   return h;
 }
 
-const accuracy = (probs: Float32Array[], labels: number[]): number => probs.filter((p, i) => ((p[1] as number) > (p[0] as number) ? 1 : 0) === labels[i]).length / probs.length;
-const digest = (rows: Float32Array[]): string => createHash('sha256').update(Buffer.concat(rows.map((r) => Buffer.from(r.buffer, r.byteOffset, r.byteLength)))).digest('hex');
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -67,8 +65,8 @@ describe('the mean summary', () => {
     expect(inputDiff(parseHeadOptions({ cell: 'mean', temporalDiff: 'only' }))).toBe('only');
     const withSummary = await trainOne({ ...small, summary: 'mean' }, 3);
     const without = await trainOne({ ...small, summary: 'none' }, 3);
-    const a = accuracy(await withSummary.predict(test.examples), test.labels);
-    const b = accuracy(await without.predict(test.examples), test.labels);
+    const a = binaryAccuracy(await withSummary.predict(test.examples), test.labels);
+    const b = binaryAccuracy(await without.predict(test.examples), test.labels);
     // a level-blind rule can do no better than "down → 0, up → the commoner class among the up clips"
     const upLabels = test.labels.filter((_, i) => test.up[i]);
     const ones = upLabels.filter((l) => l === 1).length;
@@ -98,7 +96,7 @@ describe('ensembles', () => {
     await ensemble.save(dir);
     const loaded = await TemporalHead.load(dir, backbone);
     expect(loaded.metadata.ensemble).toEqual({ members: 2, seeds: [1, 2] });
-    expect(digest(await loaded.predict(test.examples))).toBe(digest(p));
+    expect(rowsDigest(await loaded.predict(test.examples))).toBe(rowsDigest(p));
     const held = tf.memory().numTensors;
     loaded.dispose();
     ensemble.dispose();
@@ -124,7 +122,7 @@ describe('ensembles', () => {
     dirs.push(dir);
     await ensemble.save(dir);
     const loaded = await TemporalHead.load(dir, backbone);
-    expect(digest(await loaded.predict(test.examples))).toBe(digest(p));
+    expect(rowsDigest(await loaded.predict(test.examples))).toBe(rowsDigest(p));
     loaded.dispose();
     ensemble.dispose();
   });
@@ -137,7 +135,7 @@ describe('ensembles', () => {
     b.dispose();
   });
 
-  it('train each member on its own validation split (seed, seed + 1, …) and report validation rows predicted by their own member', async () => {
+  it('train each member on its own validation split (seed, seed + 1, …) and report validation rows member by member, each member\'s own split in member order', async () => {
     const items = train.examples.map((_, i) => ({ path: `c${i}.mp4`, source: `c${i}.mp4`, label: train.labels[i] ? 'b' : 'a', extra: { group: `g${Math.floor(i / 4)}` } }));
     const data: LabelledFeatures = { items, examples: train.examples, labels: items.map((it) => it.label), failed: [] };
     const val = { kind: 'group' as const, column: 'group', fraction: 0.25, seed: 7 };
@@ -148,8 +146,10 @@ describe('ensembles', () => {
     const splits = [7, 8, 9].map((s) => makeSplit(data, memberSplit(val, s) as typeof val).val);
     // the members validate on different rows, and the ensemble's validation is all of them, each once per member
     expect(new Set(splits.map((s) => s.join(','))).size).toBe(3);
-    expect(r.validation?.items.length).toBe(splits.reduce((n, s) => n + s.length, 0));
+    expect(r.validation?.items.map((it) => it.path)).toEqual(splits.flatMap((s) => s.map((i) => items[i]?.path)));
     expect(r.valMetrics?.n).toBe(r.validation?.items.length);
+    // the saved ensemble records each member's validation top-1
+    expect(r.members.map((m) => m.valTop1)).toEqual(r.head.metadata.ensemble?.valTop1);
     r.head.dispose();
   });
 });

@@ -4,7 +4,6 @@
  * predictions, ignore a keypoint stream's values where it saw nothing, and a head over rgb alone
  * is the same model as before streams existed.
  */
-import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { combineSequences, inputSpans, selectStreams, transformLayout, type StreamLayout } from '../../src/ml/stream-layout.js';
 import { fitNormalization, TemporalHead, type HeadOptions, type SequenceExample } from '../../src/ml/head.js';
@@ -12,6 +11,7 @@ import { createRng } from '../../src/ml/split.js';
 import { tf } from '../../src/ml/tfjs-runtime.js';
 import type { FeatureSequence } from '../../src/features/feature-store.js';
 import { makeTempDir, removeDir } from '../helpers/clips.js';
+import { binaryAccuracy, rowsDigest } from '../helpers/head-checks.js';
 
 const T = 8;
 const A = 6; // an appearance stream
@@ -62,8 +62,6 @@ async function trainFused(head: Partial<HeadOptions>, streams: StreamLayout, dat
   return h;
 }
 
-const accuracy = (probs: Float32Array[], labels: number[]): number => probs.filter((p, i) => ((p[1] as number) > (p[0] as number) ? 1 : 0) === labels[i]).length / probs.length;
-const digest = (rows: Float32Array[]): string => createHash('sha256').update(Buffer.concat(rows.map((r) => Buffer.from(r.buffer, r.byteOffset, r.byteLength)))).digest('hex');
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -93,8 +91,8 @@ describe('fused heads', () => {
     it(`${fusion} fusion learns a task that needs both streams; save → load gives the same predictions, no tensor leaks`, async () => {
       const head = await trainFused({ ...small, fusion }, layout);
       const p1 = await head.predict(test.examples);
-      if (fusion === 'early') expect(accuracy(p1, test.labels)).toBeGreaterThanOrEqual(0.9);
-      else expect(accuracy(p1, test.labels)).toBeGreaterThan(0); // late fusion averages per-stream heads: an XOR of streams is beyond it
+      if (fusion === 'early') expect(binaryAccuracy(p1, test.labels)).toBeGreaterThanOrEqual(0.9);
+      else expect(binaryAccuracy(p1, test.labels)).toBeGreaterThan(0); // late fusion averages per-stream heads: an XOR of streams is beyond it
       const before = tf.memory().numTensors;
       await head.predict(test.examples);
       expect(tf.memory().numTensors).toBe(before);
@@ -105,7 +103,7 @@ describe('fused heads', () => {
       expect(loaded.metadata.streams).toEqual(layout);
       expect(loaded.metadata.head.fusion).toBe(fusion);
       const p2 = await loaded.predict(test.examples);
-      expect(digest(p2)).toBe(digest(p1));
+      expect(rowsDigest(p2)).toBe(rowsDigest(p1));
       head.dispose();
       loaded.dispose();
     });
@@ -121,7 +119,7 @@ describe('fused heads', () => {
       return combineSequences([seqs[0] as FeatureSequence, { ...k, data }], layout);
     });
     const p2 = await head.predict(noisy);
-    expect(digest(p2)).toBe(digest(p1));
+    expect(rowsDigest(p2)).toBe(rowsDigest(p1));
     head.dispose();
   });
 
@@ -133,7 +131,7 @@ describe('fused heads', () => {
     const plain = await TemporalHead.create({ labels: ['a', 'b'], backbone, sampling, sequenceLength: T, head: opts, seed: 5, normalization: fitNormalization(rgbOnly.examples, A, opts) });
     await plain.train({ examples: rgbOnly.examples, labels: train.labels }, undefined, { epochs: 25, batchSize: 16, learningRate: 0.01, seed: 5 });
     const testRgb = selectStreams(test.examples, layout, ['rgb']).examples;
-    expect(digest(await withStreams.predict(testRgb))).toBe(digest(await plain.predict(testRgb)));
+    expect(rowsDigest(await withStreams.predict(testRgb))).toBe(rowsDigest(await plain.predict(testRgb)));
     expect(withStreams.inputDim).toBe(A);
     const pose = selectStreams(train.examples, layout, ['pose']);
     const poseHead = await trainFused(opts, pose.layout, { ...train, examples: pose.examples });
